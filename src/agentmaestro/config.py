@@ -1,0 +1,98 @@
+"""Process configuration, read once from the environment into a typed object.
+
+Every command (standalone, web, worker, beat, tests) reads the same variables. Leaving
+``DATABASE_URL`` and ``REDIS_URL`` unset selects the standalone stack: SQLite in the data
+directory, the in-memory channel layer and an in-process Celery broker.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+INSECURE_SECRET_PREFIXES = ("django-insecure", "change-me", "changeme", "secret")
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    debug: bool = Field(default=False, alias="DEBUG")
+    secret_key: str | None = Field(default=None, alias="SECRET_KEY")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default=["localhost", "127.0.0.1", "[::1]"], alias="ALLOWED_HOSTS"
+    )
+    csrf_trusted_origins: Annotated[list[str], NoDecode] = Field(default=[], alias="CSRF_TRUSTED_ORIGINS")
+    data_dir: Path = Field(default=Path(".agentmaestro"), alias="AGENTMAESTRO_DATA_DIR")
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    # Seconds between WebSocket heartbeats; each one also re-reads the run's last_seq, so
+    # it bounds how late a lost last broadcast can arrive.
+    ws_heartbeat_seconds: float = Field(default=5.0, alias="AGENTMAESTRO_WS_HEARTBEAT_SECONDS")
+    conn_max_age: int = Field(default=60, alias="CONN_MAX_AGE")
+
+    @field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def standalone_database(self) -> bool:
+        return not self.database_url
+
+    @property
+    def standalone_broker(self) -> bool:
+        return not self.redis_url
+
+    @cached_property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    def effective_secret_key(self) -> str:
+        """The secret key, refusing weak ones outside debug.
+
+        Standalone (SQLite) installs get a random key generated once into the data
+        directory; a server on PostgreSQL must be given one, because every web and worker
+        process must share it.
+        """
+        key = self.secret_key
+        if key:
+            if not self.debug and (
+                len(key) < 32 or key.lower().startswith(INSECURE_SECRET_PREFIXES)
+            ):
+                raise InsecureConfiguration(
+                    "SECRET_KEY is a default or shorter than 32 characters; set a long random "
+                    "value (or DEBUG=1 for local development)."
+                )
+            return key
+        if self.standalone_database:
+            return self._data_dir_secret()
+        if self.debug:
+            return "django-insecure-debug-only-" + "x" * 32
+        raise InsecureConfiguration(
+            "SECRET_KEY is not set. Every web and worker process needs the same secret: "
+            "set SECRET_KEY to a long random value (or DEBUG=1 for local development)."
+        )
+
+    def _data_dir_secret(self) -> str:
+        path = self.resolved_data_dir / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(50))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+class InsecureConfiguration(RuntimeError):
+    pass
+
+
+def load() -> Config:
+    return Config()

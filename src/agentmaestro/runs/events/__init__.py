@@ -1,0 +1,1 @@
+"""The run event log: contracts, the append path, broadcasting and reads."""

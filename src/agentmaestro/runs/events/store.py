@@ -1,0 +1,131 @@
+"""The append path: the one place events are written.
+
+Appending ``k`` events to a run is one counter bump (``last_seq = last_seq + k``) and
+one multi-row INSERT in the caller's transaction, so the sequence numbers are gapless:
+a rollback undoes the bump with the rows. On PostgreSQL both are one statement (one
+round trip); SQLite cannot chain data-modifying ``WITH`` clauses, so it takes two
+(in-process, so cheap). ``tests/runs/test_event_store.py`` runs the same conformance
+tests against both; ``bench/events.py`` measures this path against plain psycopg.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from contextlib import nullcontext
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from agentmaestro.common.errors import NotFound
+from agentmaestro.runs.events.broadcast import broadcaster
+from agentmaestro.runs.events.contracts import registry
+from agentmaestro.runs.events.types import NewEvent, StoredEvent
+
+_PG_APPEND = """
+WITH bump AS (
+    -- Reserve k sequence numbers; the row lock this takes serializes appenders per run
+    -- until commit, and a rollback gives the numbers back.
+    UPDATE runs_agentrun SET last_seq = last_seq + %(k)s
+    WHERE id = %(run_id)s
+    RETURNING last_seq, workspace_id, status
+)
+INSERT INTO runs_runevent (run_id, seq, type, version, payload, created_at)
+-- The i-th new event (1-based) gets old_last_seq + i = new_last_seq - k + i.
+SELECT %(run_id)s, bump.last_seq - %(k)s + e.ord, e.type, e.version, e.payload, %(now)s
+FROM bump,
+     unnest(%(types)s::text[], %(versions)s::int[], %(payloads)s::jsonb[])
+         WITH ORDINALITY AS e(type, version, payload, ord)
+RETURNING seq, (SELECT workspace_id FROM bump), (SELECT status FROM bump)
+"""
+
+_SQLITE_BUMP = """
+UPDATE runs_agentrun SET last_seq = last_seq + %s WHERE id = %s
+RETURNING last_seq, workspace_id, status
+"""
+
+
+class RunNotFound(NotFound):
+    code = "run_not_found"
+
+
+def append_event(run_id: uuid.UUID, type: str, payload: dict[str, Any]) -> StoredEvent:
+    return append_events(run_id, [NewEvent(type, payload)])[0]
+
+
+def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> list[StoredEvent]:
+    """Append ``events`` to the run's log in the current transaction (or a new one).
+
+    Payloads are validated against their newest contract first, so an invalid event
+    writes nothing. Broadcasting happens only after commit; a rollback sends nothing
+    and consumes no sequence number.
+    """
+    if not events:
+        return []
+    checked = [(event.type, *registry.validate(event.type, event.payload)) for event in events]
+    now = timezone.now()
+    # Inside the caller's transaction no savepoint is needed (it would cost a round trip):
+    # the caller's atomic block decides. Alone, the append is its own transaction.
+    block = nullcontext() if connection.in_atomic_block else transaction.atomic()
+    with block:
+        if connection.vendor == "postgresql":
+            first_seq, workspace_id, status = _append_postgresql(run_id, checked, now)
+        else:
+            first_seq, workspace_id, status = _append_sqlite(run_id, checked, now)
+        stored = [
+            StoredEvent(run_id, first_seq + i, type_, version, payload, now)
+            for i, (type_, version, payload) in enumerate(checked)
+        ]
+        transaction.on_commit(
+            lambda: broadcaster.publish_events(workspace_id, status, stored), robust=True
+        )
+    return stored
+
+
+Checked = list[tuple[str, int, dict[str, Any]]]
+
+
+def _append_postgresql(
+    run_id: uuid.UUID, checked: Checked, now: Any
+) -> tuple[int, uuid.UUID, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PG_APPEND,
+            {
+                "k": len(checked),
+                "run_id": run_id,
+                "now": now,
+                "types": [type_ for type_, _, _ in checked],
+                "versions": [version for _, version, _ in checked],
+                "payloads": [json.dumps(payload) for _, _, payload in checked],
+            },
+        )
+        rows = cursor.fetchall()
+    if not rows:
+        raise RunNotFound("No such run.", details={"run_id": str(run_id)})
+    first_seq = min(row[0] for row in rows)
+    return first_seq, rows[0][1], rows[0][2]
+
+
+def _append_sqlite(run_id: uuid.UUID, checked: Checked, now: Any) -> tuple[int, uuid.UUID, str]:
+    run_key = run_id.hex
+    with connection.cursor() as cursor:
+        cursor.execute(_SQLITE_BUMP, [len(checked), run_key])
+        row = cursor.fetchone()
+        if row is None:
+            raise RunNotFound("No such run.", details={"run_id": str(run_id)})
+        last_seq, workspace_hex, status = row
+        first_seq = last_seq - len(checked) + 1
+        created = connection.ops.adapt_datetimefield_value(now)
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(checked))
+        params: list[Any] = []
+        for i, (type_, version, payload) in enumerate(checked):
+            params += [run_key, first_seq + i, type_, version, json.dumps(payload), created]
+        cursor.execute(
+            f"INSERT INTO runs_runevent (run_id, seq, type, version, payload, created_at) "
+            f"VALUES {values}",
+            params,
+        )
+    return first_seq, uuid.UUID(hex=workspace_hex), status

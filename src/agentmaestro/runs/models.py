@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from agentmaestro.agents.models import Agent
+from agentmaestro.runs.states import (
+    TERMINAL_STATUSES,
+    RunStatus,
+    StepKind,
+    StepStatus,
+    ToolCallStatus,
+)
+from agentmaestro.workspaces.models import Workspace
+
+
+def _choices(enum: type[RunStatus] | type[StepKind] | type[StepStatus] | type[ToolCallStatus]) -> list[tuple[str, str]]:
+    return [(member.value, member.value.replace("_", " ").capitalize()) for member in enum]
+
+
+class AgentRun(models.Model):
+    Status = RunStatus
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="runs")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="runs")
+    status = models.CharField(max_length=32, choices=_choices(RunStatus), default=RunStatus.PENDING)
+    input = models.JSONField(default=dict, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    # {"code": "<machine-readable reason>", "message": "..."} when FAILED or CANCELLED.
+    error = models.JSONField(null=True, blank=True)
+    parent_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
+    parent_tool_call = models.ForeignKey(
+        "ToolCall", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The seq of the last event appended; the next event gets last_seq + 1.
+    last_seq = models.BigIntegerField(default=0)
+    step_count = models.PositiveIntegerField(default=0)
+    tool_call_count = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["workspace", "-created_at"], name="run_ws_created"),
+            models.Index(fields=["workspace", "status"], name="run_ws_status"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=[s.value for s in RunStatus]), name="run_status_valid"
+            ),
+            models.CheckConstraint(condition=models.Q(last_seq__gte=0), name="run_last_seq_gte_0"),
+            # A run is finished exactly when it is in a terminal status.
+            models.CheckConstraint(
+                condition=(
+                    models.Q(status__in=[s.value for s in TERMINAL_STATUSES], finished_at__isnull=False)
+                    | (
+                        ~models.Q(status__in=[s.value for s in TERMINAL_STATUSES])
+                        & models.Q(finished_at__isnull=True)
+                    )
+                ),
+                name="run_finished_iff_terminal",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.id} ({self.status})"
+
+
+class AgentStep(models.Model):
+    Kind = StepKind
+    Status = StepStatus
+
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="steps", db_index=False)
+    index = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=_choices(StepKind))
+    status = models.CharField(max_length=16, choices=_choices(StepStatus), default=StepStatus.STARTED)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [
+            # Also the index that serves "the steps of a run".
+            models.UniqueConstraint(fields=["run", "index"], name="step_unique_index"),
+            models.CheckConstraint(condition=models.Q(index__gte=1), name="step_index_gte_1"),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=[k.value for k in StepKind]), name="step_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=[s.value for s in StepStatus]), name="step_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"step {self.index} {self.kind}"
+
+
+class RunEvent(models.Model):
+    """One immutable entry of a run's log. ``seq`` is gapless per run, starting at 1."""
+
+    # No separate index on run_id: the (run, seq) unique index serves every lookup by run,
+    # and a second index measurably slows the append path (see bench/events.py).
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="events", db_index=False)
+    seq = models.BigIntegerField()
+    type = models.CharField(max_length=64)
+    version = models.PositiveSmallIntegerField()
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "seq"], name="event_unique_seq"),
+            models.CheckConstraint(condition=models.Q(seq__gte=1), name="event_seq_gte_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.type}"
+
+
+class ToolCall(models.Model):
+    Status = ToolCallStatus
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="tool_calls")
+    step = models.ForeignKey(
+        AgentStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="tool_calls"
+    )
+    tool = models.ForeignKey(
+        "tools.ToolDefinition", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The name the model asked for, kept even when no such tool exists.
+    tool_name = models.CharField(max_length=128)
+    # The id the model gave the call, echoed back with the result.
+    provider_call_id = models.CharField(max_length=128, blank=True)
+    arguments = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=24, choices=_choices(ToolCallStatus), default=ToolCallStatus.PENDING
+    )
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    # Fencing token: an activity's claim and its result both name the attempt they belong to.
+    attempt = models.PositiveIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=[s.value for s in ToolCallStatus]),
+                name="toolcall_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} ({self.status})"
+
+
+class Artifact(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="artifacts")
+    tool_call = models.ForeignKey(
+        ToolCall, null=True, blank=True, on_delete=models.SET_NULL, related_name="artifacts"
+    )
+    name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100, default="application/octet-stream")
+    size_bytes = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    content = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "name"], name="artifact_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

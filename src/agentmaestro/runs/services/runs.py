@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from agentmaestro.agents.models import Agent
+from agentmaestro.common.errors import Conflict, NotFound
+from agentmaestro.common.time import iso
+from agentmaestro.runs.events.store import append_event, append_events
+from agentmaestro.runs.events.types import NewEvent
+from agentmaestro.runs.models import AgentRun, ToolCall
+from agentmaestro.runs.services.payloads import tool_call_updated_payload
+from agentmaestro.runs.services.transitions import plan_transition
+from agentmaestro.runs.states import TOOL_CALL_FINAL, RunStatus, ToolCallStatus
+
+
+class RunAlreadyFinished(Conflict):
+    code = "run_already_finished"
+
+
+def run_create(
+    *,
+    agent: Agent,
+    input: Any,
+    created_by: AbstractBaseUser | None = None,
+    parent_run: AgentRun | None = None,
+    parent_tool_call: ToolCall | None = None,
+) -> AgentRun:
+    """Create a PENDING run of ``agent``; its log starts with ``run.created`` at seq 1."""
+    with transaction.atomic():
+        run = AgentRun.objects.create(
+            workspace_id=agent.workspace_id,
+            agent=agent,
+            input=input,
+            created_by_id=created_by.pk if created_by is not None else None,
+            parent_run=parent_run,
+            parent_tool_call=parent_tool_call,
+        )
+        event = append_event(
+            run.id,
+            "run.created",
+            {
+                "workspace_id": str(run.workspace_id),
+                "agent_id": str(run.agent_id),
+                "input": run.input,
+                "parent_run_id": str(parent_run.id) if parent_run else None,
+                "parent_tool_call_id": str(parent_tool_call.id) if parent_tool_call else None,
+                "created_by_id": run.created_by_id,
+                "created_at": iso(run.created_at),
+            },
+        )
+        run.last_seq = event.seq
+    return run
+
+
+def run_cancel(
+    *, run_id: uuid.UUID, by: AbstractBaseUser | None = None, reason: str = ""
+) -> AgentRun:
+    """Cancel a run that has not finished: its open tool calls are cancelled with it.
+
+    Cancelling a finished run raises :class:`RunAlreadyFinished`.
+    """
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update().filter(id=run_id).first()
+        if run is None:
+            raise NotFound("No such run.", details={"run_id": str(run_id)})
+        status = RunStatus(run.status)
+        if status.is_terminal:
+            raise RunAlreadyFinished(
+                f"The run already ended ({status}).", details={"status": status.value}
+            )
+        now = timezone.now()
+        who = getattr(by, "username", None) or "system"
+        message = reason or f"Cancelled by {who}."
+        plan = plan_transition(
+            from_status=status,
+            to_status=RunStatus.CANCELLED,
+            started_at=run.started_at,
+            at=now,
+            reason="cancelled",
+            error={"code": "cancelled", "message": message},
+        )
+        events = []
+        open_calls = list(
+            ToolCall.objects.filter(run_id=run_id).exclude(status__in=list(TOOL_CALL_FINAL))
+        )
+        for call in open_calls:
+            call.status = ToolCallStatus.CANCELLED
+            call.finished_at = now
+            call.save(update_fields=["status", "finished_at"])
+            events.append(NewEvent("tool_call.updated", tool_call_updated_payload(call)))
+        AgentRun.objects.filter(id=run_id).update(**plan.fields)
+        for name, value in plan.fields.items():
+            setattr(run, name, value)
+        events.append(NewEvent("run.status_changed", plan.event_payload))
+        run.last_seq = append_events(run.id, events)[-1].seq
+    return run
+
+
+def run_add_note(*, run_id: uuid.UUID, message: str, source: str = "system") -> int:
+    """Append a ``run.note`` event; returns its seq."""
+    return append_event(run_id, "run.note", {"message": message, "source": source}).seq
+
+
+def run_record_usage(*, run_id: uuid.UUID, input_tokens: int, output_tokens: int) -> AgentRun:
+    """Add token usage to the run's totals and record the new totals."""
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update().get(id=run_id)
+        run.input_tokens += input_tokens
+        run.output_tokens += output_tokens
+        run.save(update_fields=["input_tokens", "output_tokens"])
+        append_event(
+            run_id,
+            "run.usage_updated",
+            {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens},
+        )
+    return run
+

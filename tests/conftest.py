@@ -1,0 +1,28 @@
+"""Fixtures shared by the whole suite, and the replay invariant checked after every test.
+
+After each test that touched the database, every run in it must satisfy
+``fold(events) == run_snapshot(run)``; a mismatch fails the test with a diff.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import Personas, make_personas
+from tests.replay import assert_all_runs_replay
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> object:
+    result = yield
+    uses_db = item.get_closest_marker("django_db") is not None or any(
+        name in getattr(item, "fixturenames", ()) for name in ("db", "transactional_db")
+    )
+    if uses_db and item.get_closest_marker("replay_exempt") is None:
+        assert_all_runs_replay()
+    return result
+
+
+@pytest.fixture
+def personas(db: None) -> Personas:
+    return make_personas()

@@ -1,0 +1,15 @@
+"""Settings for the test suite: the real stack (PostgreSQL, Redis), from the environment.
+
+tools/run_tests.py exports DATABASE_URL and REDIS_URL after checking that both servers
+answer (or starting throwaway ones); these defaults are the standard local ports.
+"""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/agentmaestro")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+os.environ.setdefault("SECRET_KEY", "tests-only-" + "k" * 40)
+
+from agentmaestro.settings import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
