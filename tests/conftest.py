@@ -6,9 +6,12 @@ After each test that touched the database, every run in it must satisfy
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.factories import Personas, make_personas
+from tests.live import LiveServer, run_live_server
 from tests.replay import assert_all_runs_replay
 
 
@@ -26,3 +29,14 @@ def pytest_runtest_call(item: pytest.Item) -> object:
 @pytest.fixture
 def personas(db: None) -> Personas:
     return make_personas()
+
+
+@pytest.fixture(scope="session")
+def web_server(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One real web process for the session (heartbeat every second, to keep tests quick)."""
+    with run_live_server(
+        tmp_path_factory.mktemp("live"), AGENTMAESTRO_WS_HEARTBEAT_SECONDS="1"
+    ) as server:
+        yield server

@@ -9,6 +9,9 @@ import os
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/agentmaestro")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("SECRET_KEY", "tests-only-" + "k" * 40)
+# Threads (sync_to_async, the concurrency tests) must not leave connections open, or
+# the test database cannot be dropped at the end of the session.
+os.environ.setdefault("CONN_MAX_AGE", "0")
 
 from agentmaestro.settings import *  # noqa: E402, F403
 
