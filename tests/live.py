@@ -76,9 +76,19 @@ def run_live_server(tmp_dir: Path, **env_overrides: str) -> Iterator[LiveServer]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "uvicorn", "agentmaestro.asgi:application",
-                "--host", "127.0.0.1", "--port", str(port),
-                "--lifespan", "on", "--log-level", "warning", "--no-access-log",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "agentmaestro.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--lifespan",
+                "on",
+                "--log-level",
+                "warning",
+                "--no-access-log",
             ],
             cwd=ROOT,
             env=env,

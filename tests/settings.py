@@ -13,6 +13,6 @@ os.environ.setdefault("SECRET_KEY", "tests-only-" + "k" * 40)
 # the test database cannot be dropped at the end of the session.
 os.environ.setdefault("CONN_MAX_AGE", "0")
 
-from agentmaestro.settings import *  # noqa: E402, F403
+from agentmaestro.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
