@@ -72,15 +72,17 @@ def test_the_changelist_filters_by_agent_and_by_workspace(
 
 def test_the_changelist_filters_by_created_date(admin_client: Client, personas: Personas) -> None:
     run = personas.run()
-    today = timezone.localdate()
-    tomorrow = today + timedelta(days=1)
+    changelist = admin_client.get(CHANGELIST).context["cl"]
+    (date_filter,) = (f for f in changelist.filter_specs if f.field_path == "created_at")
+    links = {
+        choice["display"]: choice["query_string"] for choice in date_filter.choices(changelist)
+    }
+    tomorrow = (timezone.now() + timedelta(days=1)).isoformat()
 
-    today_only = admin_client.get(
-        CHANGELIST, {"created_at__gte": str(today), "created_at__lt": str(tomorrow)}
-    )
-    from_tomorrow = admin_client.get(CHANGELIST, {"created_at__gte": str(tomorrow)})
+    today = admin_client.get(CHANGELIST + links["Today"])
+    from_tomorrow = admin_client.get(CHANGELIST, {"created_at__gte": tomorrow})
 
-    assert listed(today_only) == {run.id}
+    assert listed(today) == {run.id}
     assert listed(from_tomorrow) == set()
 
 

@@ -37,10 +37,19 @@ class Listener:
         name = await layer.new_channel()
         for group in self.groups:
             await layer.group_add(group, name)
+            # group_add returns before Redis has applied the SUBSCRIBE: wait for a probe
+            # to come back, or the first broadcast of a test could race the subscription.
+            while True:
+                await layer.group_send(group, {"type": "probe"})
+                with contextlib.suppress(TimeoutError):
+                    if (await asyncio.wait_for(layer.receive(name), 0.2))["type"] == "probe":
+                        break
         self.ready.set()
         while not self.stop.is_set():
             with contextlib.suppress(TimeoutError):
-                self.messages.append(await asyncio.wait_for(layer.receive(name), 0.1))
+                message = await asyncio.wait_for(layer.receive(name), 0.1)
+                if message["type"] != "probe":
+                    self.messages.append(message)
         for group in self.groups:
             await layer.group_discard(group, name)
 

@@ -1,0 +1,29 @@
+"""Running the ``agentmaestro`` command in a subprocess, as users do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = Path(sys.executable).with_name("agentmaestro")
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLI), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def standalone_env(**extra: str) -> dict[str, str]:
+    """This process's environment without the variables that select the distributed stack
+    (and without the test settings), plus ``extra``."""
+    drop = {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "DJANGO_SETTINGS_MODULE",
+        "AGENTMAESTRO_DATA_DIR",
+    }
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
