@@ -14,8 +14,8 @@ os.environ["AGENTMAESTRO_DATA_DIR"] = tempfile.mkdtemp(prefix="agentmaestro-sqli
 os.environ.setdefault("SECRET_KEY", "tests-only-" + "k" * 40)
 os.environ.setdefault("CONN_MAX_AGE", "0")
 
-from agentmaestro.settings import *  # noqa: E402, F403
-from agentmaestro.settings import DATABASES  # noqa: E402
+from agentmaestro.settings import *  # noqa: F403
+from agentmaestro.settings import DATABASES
 
 # A file, not :memory:, so that the concurrency tests' threads share one database.
 DATABASES["default"]["TEST"] = {

@@ -124,6 +124,7 @@ def test_every_registered_type_has_a_fold_rule(personas: Personas) -> None:
     """fold() raises on a type it does not know; every contract must be handled."""
     run = personas.run()
     created = run_events_since(run.id)[0]
+    unhandled = []
     for name in registry.types:
         if name == "run.created":
             continue
@@ -131,9 +132,11 @@ def test_every_registered_type_has_a_fold_rule(personas: Personas) -> None:
         try:
             fold([created, probe])
         except ReplayError as exc:
-            assert "no fold rule" not in str(exc), name
+            if "no fold rule" in str(exc):
+                unhandled.append(name)
         except (KeyError, TypeError):
             pass  # the rule exists and tripped over the empty probe payload
+    assert unhandled == []
 
 
 def test_fold_refuses_a_gap() -> None:
