@@ -22,7 +22,7 @@ def _digest(raw: str) -> str:
 def api_token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:
     """Create a token; the plaintext is returned once and never stored."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, name=name, prefix=raw[:10], digest=_digest(raw))
+    token = ApiToken.objects.create(user_id=user.pk, name=name, prefix=raw[:10], digest=_digest(raw))
     return token, raw
 
 

@@ -10,7 +10,7 @@ from agentmaestro.workspaces.models import Role, Workspace, WorkspaceMembership
 def workspace_create(*, slug: str, name: str, owner: AbstractBaseUser) -> Workspace:
     """Create a workspace; its creator becomes its owner."""
     workspace = Workspace.objects.create(slug=slug, name=name)
-    WorkspaceMembership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
+    WorkspaceMembership.objects.create(workspace=workspace, user_id=owner.pk, role=Role.OWNER)
     return workspace
 
 
@@ -18,6 +18,6 @@ def membership_set(
     *, workspace: Workspace, user: AbstractBaseUser, role: Role
 ) -> WorkspaceMembership:
     membership, _ = WorkspaceMembership.objects.update_or_create(
-        workspace=workspace, user=user, defaults={"role": role}
+        workspace=workspace, user_id=user.pk, defaults={"role": role}
     )
     return membership
