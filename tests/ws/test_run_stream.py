@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import threading
 import time
@@ -275,17 +276,40 @@ async def test_the_workspace_socket_gets_a_summary_per_commit(
     }
 
 
+@pytest.fixture
+def channel_layer_kind(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Make this test process publish through the same Redis layer kind as the server."""
+    from channels.layers import channel_layers
+    from django.conf import settings
+
+    kind: str = request.param
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    layers["default"]["BACKEND"] = {
+        "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "core": "channels_redis.core.RedisChannelLayer",
+    }[kind]
+    monkeypatch.setattr(settings, "CHANNEL_LAYERS", layers)
+    channel_layers.backends.clear()
+    yield kind
+    channel_layers.backends.clear()
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("layer", ["pubsub", "core"])
+@pytest.mark.parametrize("channel_layer_kind", ["pubsub", "core"], indirect=True)
 async def test_an_idle_socket_stays_open_for_60_seconds(
-    people: Personas, tmp_path: Any, layer: str
+    people: Personas, tmp_path: Any, channel_layer_kind: str
 ) -> None:
     # Heartbeats every 25 s: the socket is quiet for longer than redis-py 8's 5 s default
-    # socket timeout, which used to close idle sockets with code 1011 (channels_redis#422).
+    # socket timeout, which closes idle sockets of the core layer with code 1011 unless
+    # its hosts carry a longer socket_timeout (channels_redis#422).
     run = await new_run(people)
     token = await token_for(people.viewer)
     with run_live_server(
-        tmp_path, AGENTMAESTRO_WS_HEARTBEAT_SECONDS="25", AGENTMAESTRO_CHANNEL_LAYER=layer
+        tmp_path,
+        AGENTMAESTRO_WS_HEARTBEAT_SECONDS="25",
+        AGENTMAESTRO_CHANNEL_LAYER=channel_layer_kind,
     ) as server:
         async with await connect(server.ws_url, f"/ws/runs/{run.id}/", token=token) as ws:
             await events_until(ws, 1)
