@@ -15,9 +15,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.sessions import CookieMiddleware, SessionMiddleware  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
-from agentmaestro.runs.events.broadcast import broadcaster  # noqa: E402
-from agentmaestro.routing import websocket_urlpatterns  # noqa: E402
 from agentmaestro.common.ws_auth import WebSocketAuthMiddleware  # noqa: E402
+from agentmaestro.routing import websocket_urlpatterns  # noqa: E402
+from agentmaestro.runs.events.broadcast import broadcaster  # noqa: E402
 
 Scope = dict[str, Any]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,13 +28,20 @@ class Config(BaseSettings):
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default=["localhost", "127.0.0.1", "[::1]"], alias="ALLOWED_HOSTS"
     )
-    csrf_trusted_origins: Annotated[list[str], NoDecode] = Field(default=[], alias="CSRF_TRUSTED_ORIGINS")
+    csrf_trusted_origins: Annotated[list[str], NoDecode] = Field(
+        default=[], alias="CSRF_TRUSTED_ORIGINS"
+    )
     data_dir: Path = Field(default=Path(".agentmaestro"), alias="AGENTMAESTRO_DATA_DIR")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
     # Seconds between WebSocket heartbeats; each one also re-reads the run's last_seq, so
     # it bounds how late a lost last broadcast can arrive.
     ws_heartbeat_seconds: float = Field(default=5.0, alias="AGENTMAESTRO_WS_HEARTBEAT_SECONDS")
     conn_max_age: int = Field(default=60, alias="CONN_MAX_AGE")
+    # The Redis channel layer: "pubsub" (RedisPubSubChannelLayer, the default) or "core"
+    # (the list-based RedisChannelLayer), selectable so bench/events.py can compare them.
+    channel_layer: Literal["pubsub", "core"] = Field(
+        default="pubsub", alias="AGENTMAESTRO_CHANNEL_LAYER"
+    )
 
     @field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from agentmaestro.accounts.models import ApiToken
 
-TOKEN_PREFIX = "am_"
+TOKEN_PREFIX = "am_"  # noqa: S105 — a public marker, not a secret
 # last_used_at is advisory; writing it on every request would cost a write per call.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -22,7 +22,9 @@ def _digest(raw: str) -> str:
 def api_token_create(*, user: AbstractBaseUser, name: str = "") -> tuple[ApiToken, str]:
     """Create a token; the plaintext is returned once and never stored."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user_id=user.pk, name=name, prefix=raw[:10], digest=_digest(raw))
+    token = ApiToken.objects.create(
+        user_id=user.pk, name=name, prefix=raw[:10], digest=_digest(raw)
+    )
     return token, raw
 
 

@@ -51,7 +51,9 @@ def _events_page(run_id: uuid.UUID, since_seq: int) -> list[Frame]:
 
 
 @database_sync_to_async
-def _last_seq_and_role(user: Any, run_id: uuid.UUID, workspace_id: uuid.UUID) -> tuple[int, Role | None]:
+def _last_seq_and_role(
+    user: Any, run_id: uuid.UUID, workspace_id: uuid.UUID
+) -> tuple[int, Role | None]:
     last_seq = AgentRun.objects.filter(id=run_id).values_list("last_seq", flat=True).first()
     return (last_seq or 0), membership_role(user, workspace_id)
 
@@ -160,7 +162,9 @@ class RunStreamConsumer(BaseSocket):
             async with self._lock:
                 if last_seq > self.last_sent:
                     await self._catch_up()
-                await self.send_frame({"type": "heartbeat", "ephemeral": True, "last_seq": last_seq})
+                await self.send_frame(
+                    {"type": "heartbeat", "ephemeral": True, "last_seq": last_seq}
+                )
 
     async def current_role(self) -> Role | None:
         self.role = await _role(self.scope["user"], self.workspace_id)

@@ -17,7 +17,9 @@ from agentmaestro.runs.states import (
 from agentmaestro.workspaces.models import Workspace
 
 
-def _choices(enum: type[RunStatus] | type[StepKind] | type[StepStatus] | type[ToolCallStatus]) -> list[tuple[str, str]]:
+def _choices(
+    enum: type[RunStatus] | type[StepKind] | type[StepStatus] | type[ToolCallStatus],
+) -> list[tuple[str, str]]:
     return [(member.value, member.value.replace("_", " ").capitalize()) for member in enum]
 
 
@@ -65,7 +67,9 @@ class AgentRun(models.Model):
             # A run is finished exactly when it is in a terminal status.
             models.CheckConstraint(
                 condition=(
-                    models.Q(status__in=[s.value for s in TERMINAL_STATUSES], finished_at__isnull=False)
+                    models.Q(
+                        status__in=[s.value for s in TERMINAL_STATUSES], finished_at__isnull=False
+                    )
                     | (
                         ~models.Q(status__in=[s.value for s in TERMINAL_STATUSES])
                         & models.Q(finished_at__isnull=True)
@@ -83,10 +87,14 @@ class AgentStep(models.Model):
     Kind = StepKind
     Status = StepStatus
 
-    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="steps", db_index=False)
+    run = models.ForeignKey(
+        AgentRun, on_delete=models.CASCADE, related_name="steps", db_index=False
+    )
     index = models.PositiveIntegerField()
     kind = models.CharField(max_length=16, choices=_choices(StepKind))
-    status = models.CharField(max_length=16, choices=_choices(StepStatus), default=StepStatus.STARTED)
+    status = models.CharField(
+        max_length=16, choices=_choices(StepStatus), default=StepStatus.STARTED
+    )
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -101,7 +109,8 @@ class AgentStep(models.Model):
                 condition=models.Q(kind__in=[k.value for k in StepKind]), name="step_kind_valid"
             ),
             models.CheckConstraint(
-                condition=models.Q(status__in=[s.value for s in StepStatus]), name="step_status_valid"
+                condition=models.Q(status__in=[s.value for s in StepStatus]),
+                name="step_status_valid",
             ),
         ]
 
@@ -114,7 +123,9 @@ class RunEvent(models.Model):
 
     # No separate index on run_id: the (run, seq) unique index serves every lookup by run,
     # and a second index measurably slows the append path (see bench/events.py).
-    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="events", db_index=False)
+    run = models.ForeignKey(
+        AgentRun, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     seq = models.BigIntegerField()
     type = models.CharField(max_length=64)
     version = models.PositiveSmallIntegerField()

@@ -56,7 +56,8 @@ def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
             case "run.status_changed":
                 if run["status"] != p["from_status"]:
                     raise ReplayError(
-                        f"seq {event.seq}: from_status {p['from_status']} but run is {run['status']}"
+                        f"seq {event.seq}: moves from {p['from_status']}, "
+                        f"but the run is {run['status']}"
                     )
                 to_status = RunStatus(p["to_status"])
                 run["status"] = to_status.value

@@ -80,4 +80,6 @@ class ApprovalsConsumer(_WorkspaceSocket):
         return approvals_group(self.workspace_id)
 
     async def approval_update(self, message: dict[str, Any]) -> None:
-        await self.send_frame({"type": "approval", "ephemeral": True, "approval": message["approval"]})
+        await self.send_frame(
+            {"type": "approval", "ephemeral": True, "approval": message["approval"]}
+        )

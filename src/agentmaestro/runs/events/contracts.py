@@ -71,7 +71,9 @@ class EventRegistry:
         try:
             return self.types[name]
         except KeyError:
-            raise UnknownEventType(f"Unknown event type {name!r}.", details={"type": name}) from None
+            raise UnknownEventType(
+                f"Unknown event type {name!r}.", details={"type": name}
+            ) from None
 
     def validate(self, name: str, payload: Payload) -> tuple[int, Payload]:
         """Check a new payload against the newest contract; return (version, JSON-ready payload)."""
@@ -81,7 +83,10 @@ class EventRegistry:
         except ValidationError as exc:
             raise InvalidEventPayload(
                 f"Payload for {name} does not match its contract.",
-                details={"type": name, "errors": exc.errors(include_url=False, include_context=False)},
+                details={
+                    "type": name,
+                    "errors": exc.errors(include_url=False, include_context=False),
+                },
             ) from exc
         return event_type.current_version, model.model_dump(mode="json")
 
@@ -189,7 +194,9 @@ class ToolCallCreatedV1(EventPayload):
 
 
 @registry.contract(
-    "tool_call.updated", 1, "A tool call changed status, attempt, result or error (full new values)."
+    "tool_call.updated",
+    1,
+    "A tool call changed status, attempt, result or error (full new values).",
 )
 class ToolCallUpdatedV1(EventPayload):
     id: str

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from contextlib import nullcontext
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from django.db import connection, transaction
@@ -87,9 +87,7 @@ def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> list[StoredE
 Checked = list[tuple[str, int, dict[str, Any]]]
 
 
-def _append_postgresql(
-    run_id: uuid.UUID, checked: Checked, now: Any
-) -> tuple[int, uuid.UUID, str]:
+def _append_postgresql(run_id: uuid.UUID, checked: Checked, now: Any) -> tuple[int, uuid.UUID, str]:
     with connection.cursor() as cursor:
         cursor.execute(
             _PG_APPEND,

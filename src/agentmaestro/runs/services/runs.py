@@ -119,4 +119,3 @@ def run_record_usage(*, run_id: uuid.UUID, input_tokens: int, output_tokens: int
             {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens},
         )
     return run
-

@@ -12,7 +12,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--check", action="store_true", help="Exit non-zero if the file is stale; write nothing."
+            "--check",
+            action="store_true",
+            help="Exit non-zero if the file is stale; write nothing.",
         )
 
     def handle(self, *args: Any, check: bool, **options: Any) -> None:
