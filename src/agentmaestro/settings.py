@@ -90,6 +90,7 @@ def _database() -> dict[str, Any]:
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+CHANNEL_LAYERS: dict[str, Any]
 if CONFIG.redis_url:
     CHANNEL_LAYERS = {
         "default": {
@@ -97,7 +98,13 @@ if CONFIG.redis_url:
             # delivers group messages with ~4x lower latency than the list-based core
             # layer, and it polls with a short timeout, so redis-py 8's 5 s default
             # socket timeout cannot close idle WebSockets (channels_redis#422).
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # AGENTMAESTRO_CHANNEL_LAYER=core selects the core layer, for comparison; its
+            # hosts must stay dicts with a socket_timeout above its 5 s blocking pop.
+            "BACKEND": (
+                "channels_redis.core.RedisChannelLayer"
+                if CONFIG.channel_layer == "core"
+                else "channels_redis.pubsub.RedisPubSubChannelLayer"
+            ),
             "CONFIG": {
                 "hosts": [{"address": CONFIG.redis_url, "socket_timeout": 10}],
                 "prefix": "am",
@@ -126,7 +133,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = str(CONFIG.resolved_data_dir / "static")
-LOGIN_URL = "/admin/login/"
+# The console's own login: the admin's refuses users who are not staff (most members).
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:home"
+LOGOUT_REDIRECT_URL = "console:login"
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"

@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
@@ -17,7 +21,7 @@ from agentmaestro.agents.models import Agent
 from agentmaestro.runs.models import AgentRun, RunEvent
 from agentmaestro.workspaces.models import Role, Workspace, WorkspaceMembership
 from tests import live
-from tests.console.helpers import run_cli, standalone_env
+from tests.console.helpers import CLI, run_cli, standalone_env
 from tests.factories import Personas
 
 
@@ -137,3 +141,35 @@ def test_each_command_documents_its_options(
     assert result.stdout.startswith(f"usage: agentmaestro {command}")
     for option in options:
         assert option in result.stdout
+
+
+def test_web_serves_until_ctrl_c(tmp_path: Path) -> None:
+    port = live.free_port()
+    process = subprocess.Popen(
+        [str(CLI), "web", "--port", str(port)],
+        cwd=tmp_path,
+        env=standalone_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()[1]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "web did not start"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 0, stderr
+    assert "Warning: DATABASE_URL is not set" in stderr

@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connections
 from playwright.sync_api import Page, expect, sync_playwright
 
@@ -76,6 +78,16 @@ def browser_page() -> Iterator[Page]:
             browser.close()
 
 
+def server_password(user: Any) -> None:
+    """Give ``user`` the persona password in a hash the web process can check.
+
+    The test settings hash with MD5 for speed; the web process runs the real settings,
+    which do not accept MD5 hashes.
+    """
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
+    user.save(update_fields=["password"])
+
+
 def log_in(page: Page, server: LiveServer, username: str, next_path: str) -> None:
     page.goto(f"{server.url}/login/?next={next_path}")
     page.fill("#id_username", username)
@@ -117,6 +129,7 @@ def test_the_stream_page_shows_stored_events_then_live_ones_across_drops_and_rel
     web_server: LiveServer,
 ) -> None:
     personas = make_personas()
+    server_password(personas.member)
     run = a_run_with_history(personas)
     stored = run.last_seq
     stream_path = f"/runs/{run.id}/stream/"
@@ -195,6 +208,7 @@ def test_a_viewer_watches_live_but_has_no_note_form_or_cancel_button(
     web_server: LiveServer,
 ) -> None:
     personas = make_personas()
+    server_password(personas.viewer)
     run = a_run_with_history(personas)
 
     with browser_page() as page:

@@ -1,15 +1,36 @@
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any, cast
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
-from agentmaestro.common.errors import NotFound
+from agentmaestro.common.errors import AppError, NotFound, ValidationFailed
 from agentmaestro.runs.models import AgentRun
-from agentmaestro.runs.selectors import run_for_user
+from agentmaestro.runs.selectors import run_events_since, run_for_user
+from agentmaestro.runs.services.runs import run_add_note
 from agentmaestro.runs.services.snapshot import run_snapshot
+from agentmaestro.runs.states import RunStatus
+from agentmaestro.workspaces.models import Role
+
+# The stream page renders at most this many of the latest stored events (and says how many
+# earlier ones it leaves out), so a long run's page stays light.
+TIMELINE_EVENTS = 500
+NOTE_MAX_CHARS = 2000
+# Summaries of JSON values are cut here, the same way run_stream.js cuts the ones it adds.
+SUMMARY_CHARS = 160
+
+
+def json_summary(value: Any) -> str:
+    """Compact JSON with sorted keys, clipped: what the page's script shows for a value."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "\u2026"
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -19,7 +40,8 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     runs = (
-        AgentRun.objects.filter(workspace__memberships__user=request.user)
+        # login_required: the user is authenticated, so it has a primary key.
+        AgentRun.objects.filter(workspace__memberships__user_id=cast(int, request.user.pk))
         .select_related("agent", "workspace")
         .order_by("-created_at")[:50]
     )
@@ -28,14 +50,101 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def run_stream(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
-    """The stream test page: the run's snapshot, then its events live over the WebSocket."""
+    """The stream test page: the run's snapshot, then its events live over the WebSocket.
+
+    The page subscribes with ``since_seq`` = the snapshot's ``last_seq``, and the events it
+    shows up to there are read with ``seq <= last_seq``: every one of them is committed
+    (the counter moves in the same transaction as the rows), so snapshot, timeline and
+    stream meet exactly, with no gap and no duplicate.
+    """
     try:
         run, role = run_for_user(request.user, run_id)
     except NotFound:
         raise Http404("No such run.") from None
     snapshot = run_snapshot(run.id)
+    last_seq: int = snapshot["last_seq"]
+    since = max(0, last_seq - TIMELINE_EVENTS)
+    events = [e.as_frame() for e in run_events_since(run.id, since, limit=last_seq - since)]
+    can_write = Role.at_least(role, Role.MEMBER)
+    run_fields = snapshot["run"]
+    outcome = run_fields["error"] if run_fields["error"] is not None else run_fields["output"]
+    stream: dict[str, Any] = {
+        "run_id": str(run.id),
+        "status": run_fields["status"],
+        "last_seq": last_seq,
+        "events": events,
+        "omitted": since,
+        "heartbeat_seconds": settings.AGENTMAESTRO_WS_HEARTBEAT_SECONDS,
+        "can_write": can_write,
+        "terminal_statuses": sorted(s.value for s in RunStatus if s.is_terminal),
+    }
     return render(
         request,
         "console/run_stream.html",
-        {"run": run, "role": role, "snapshot": snapshot},
+        {
+            "run": run,
+            "role": role,
+            "snapshot": snapshot,
+            "stream": stream,
+            "can_write": can_write,
+            "is_terminal": RunStatus(run_fields["status"]).is_terminal,
+            "note_max_chars": NOTE_MAX_CHARS,
+            "created_at": display_time(run_fields["created_at"]),
+            "started_at": display_time(run_fields["started_at"]),
+            "finished_at": display_time(run_fields["finished_at"]),
+            "input_json": json.dumps(run_fields["input"], indent=2, ensure_ascii=False),
+            "outcome_json": (
+                "" if outcome is None else json.dumps(outcome, indent=2, ensure_ascii=False)
+            ),
+            "steps": [
+                {**step, "summary": json_summary(step["payload"])} for step in snapshot["steps"]
+            ],
+            "tool_calls": [_tool_call_row(call) for call in snapshot["tool_calls"]],
+        },
     )
+
+
+def display_time(iso: str | None) -> str:
+    """An ISO timestamp as the page shows it (UTC, to the second), like run_stream.js."""
+    return "" if iso is None else iso[:19].replace("T", " ")
+
+
+def _tool_call_row(call: dict[str, Any]) -> dict[str, Any]:
+    outcome = call["error"] if call["error"] is not None else call["result"]
+    return {
+        **call,
+        "arguments_summary": json_summary(call["arguments"]),
+        "outcome_summary": "" if outcome is None else json_summary(outcome),
+    }
+
+
+@login_required
+@require_POST
+def run_note(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    """Append an operator note (``run.note``) to the run; members and above.
+
+    Scripts (the page's form, sent with fetch) ask for JSON and get the note's seq, or
+    the error as ``{"code", "message", "details"}``; a plain form post is redirected back
+    to the stream page.
+    """
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    try:
+        run, _ = run_for_user(request.user, run_id, minimum_role=Role.MEMBER)
+        message = request.POST.get("message", "").strip()
+        if not message or len(message) > NOTE_MAX_CHARS:
+            raise ValidationFailed(
+                f"A note is between 1 and {NOTE_MAX_CHARS} characters.",
+                details={"field": "message", "max_length": NOTE_MAX_CHARS},
+            )
+        seq = run_add_note(
+            run_id=run.id, message=message, source=f"user:{request.user.get_username()}"
+        )
+    except AppError as error:
+        if isinstance(error, NotFound) and not wants_json:
+            raise Http404("No such run.") from None
+        if wants_json:
+            return JsonResponse(error.as_dict(), status=error.http_status)
+        return HttpResponse(error.message, status=error.http_status, content_type="text/plain")
+    if wants_json:
+        return JsonResponse({"seq": seq}, status=201)
+    return redirect(reverse("console:run-stream", args=[run.id]))
