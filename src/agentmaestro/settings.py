@@ -68,6 +68,10 @@ def _database() -> dict[str, Any]:
                 CONFIG.database_url, conn_max_age=CONFIG.conn_max_age, conn_health_checks=True
             )
         )
+        # Bind parameters on the server and prepare statements used 5+ times: the event
+        # append's array parameters cost 0.1-0.2 ms per commit to quote client-side
+        # (bench/events.py: 8 writers went from 0.53x to 0.62x of plain psycopg).
+        db.setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
         return db
     data_dir = CONFIG.resolved_data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
