@@ -59,19 +59,76 @@ def test_database_url() -> str:
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
-@contextmanager
-def run_live_server(tmp_dir: Path, **env_overrides: str) -> Iterator[LiveServer]:
-    port = free_port()
-    log_path = tmp_dir / f"server-{port}.log"
-    env = {
+def server_env(**overrides: str) -> dict[str, str]:
+    """The environment of a server process on the test database and Redis."""
+    return {
         **os.environ,
         "DATABASE_URL": test_database_url(),
         "REDIS_URL": os.environ["REDIS_URL"],
         "SECRET_KEY": settings.SECRET_KEY,
         "DJANGO_SETTINGS_MODULE": "agentmaestro.settings",
         "CONN_MAX_AGE": "0",
-        **env_overrides,
+        **overrides,
     }
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to ack, requeue or clean up, as in a real crash."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+def start_worker(tmp_dir: Path, name: str = "w1", **env_overrides: str) -> Worker:
+    """A real Celery worker process (both queues, thread pool) on the test database."""
+    log_path = tmp_dir / f"worker-{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agentmaestro.cli",
+                "worker",
+                "--queues",
+                "ticks,activities",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "8",
+                "--hostname",
+                f"{name}@%h",
+                "--loglevel",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=server_env(**env_overrides),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return Worker(process, log_path)
+
+
+def stop_worker(worker: Worker) -> None:
+    worker.process.terminate()
+    try:
+        worker.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        worker.process.kill()
+        worker.process.wait(timeout=10)
+
+
+@contextmanager
+def run_live_server(tmp_dir: Path, **env_overrides: str) -> Iterator[LiveServer]:
+    port = free_port()
+    log_path = tmp_dir / f"server-{port}.log"
+    env = server_env(**env_overrides)
     assert connection.vendor == "postgresql"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -37,6 +37,10 @@ class Config(BaseSettings):
     # it bounds how late a lost last broadcast can arrive.
     ws_heartbeat_seconds: float = Field(default=5.0, alias="AGENTMAESTRO_WS_HEARTBEAT_SECONDS")
     conn_max_age: int = Field(default=60, alias="CONN_MAX_AGE")
+    # How often the reconciler looks for stalled runs and expired activity leases, and
+    # how long work may look idle before it is re-enqueued.
+    reconcile_seconds: float = Field(default=10.0, alias="AGENTMAESTRO_RECONCILE_SECONDS")
+    stall_seconds: float = Field(default=15.0, alias="AGENTMAESTRO_STALL_SECONDS")
     # The Redis channel layer: "pubsub" (RedisPubSubChannelLayer, the default) or "core"
     # (the list-based RedisChannelLayer), selectable so bench/events.py can compare them.
     channel_layer: Literal["pubsub", "core"] = Field(

@@ -123,7 +123,38 @@ else:
         }
     }
 
+# Celery: every setting here is about not losing or duplicating work (docs/engine.md).
 CELERY_BROKER_URL = CONFIG.redis_url or "memory://"
+# Ack a task after it ran, not when it was received: a worker killed mid-task leaves
+# the message to be delivered again (every task is idempotent: claims are conditional).
+CELERY_TASK_ACKS_LATE = True
+# ...and when a worker process dies (SIGKILL, OOM), requeue its task at once.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Hold at most one unacknowledged message per worker slot, so a crash strands little.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+    # Redis redelivers a message nobody acknowledged after this long. Well above any
+    # task's time limit, so a slow task is never run twice at once; stranded messages
+    # are re-enqueued sooner by the reconciler, which needs no broker help.
+    "visibility_timeout": 3600,
+    # The in-process memory:// broker of standalone polls; the default 1 s is slow.
+    "polling_interval": 0.05,
+}
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "ticks"
+CELERY_TASK_ROUTES = {
+    "runs.tick": {"queue": "ticks"},
+    "runs.reconcile": {"queue": "ticks"},
+    "runs.model_call": {"queue": "activities"},
+    "runs.tool_call": {"queue": "activities"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "reconcile": {"task": "runs.reconcile", "schedule": CONFIG.reconcile_seconds},
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

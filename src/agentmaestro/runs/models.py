@@ -52,6 +52,9 @@ class AgentRun(models.Model):
     tool_call_count = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
+    # Consecutive ticks that raised; past a limit the reconciler fails the run instead
+    # of retrying forever (runs/services/reconciler.py).
+    tick_failures = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -98,6 +101,9 @@ class AgentStep(models.Model):
     payload = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # MODEL_CALL steps are activities: claimed with attempt as fencing token, leased.
+    attempt = models.PositiveIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["run", "index"]

@@ -67,3 +67,21 @@ class ToolDefinition(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ToolExecution(models.Model):
+    """The executor's record of a side effect done, keyed by the call's idempotency key.
+
+    A retried or re-delivered tool call finds its record and gets the stored outcome
+    back instead of running again.
+    """
+
+    idempotency_key = models.CharField(max_length=100, primary_key=True)
+    tool_name = models.CharField(max_length=64)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    executions = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.idempotency_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentmaestro.common.time import iso
-from agentmaestro.runs.models import ToolCall
+from agentmaestro.runs.models import AgentStep, ToolCall
 
 
 def tool_call_updated_payload(call: ToolCall) -> dict[str, Any]:
@@ -17,4 +17,36 @@ def tool_call_updated_payload(call: ToolCall) -> dict[str, Any]:
         "error": call.error,
         "started_at": iso(call.started_at),
         "finished_at": iso(call.finished_at),
+    }
+
+
+def step_created_payload(step: AgentStep) -> dict[str, Any]:
+    return {
+        "index": step.index,
+        "kind": step.kind,
+        "status": step.status,
+        "payload": step.payload,
+        "created_at": iso(step.created_at),
+    }
+
+
+def step_updated_payload(step: AgentStep, *, with_payload: bool = True) -> dict[str, Any]:
+    return {
+        "index": step.index,
+        "status": step.status,
+        "payload": step.payload if with_payload else None,
+        "finished_at": iso(step.finished_at),
+    }
+
+
+def tool_call_created_payload(call: ToolCall, step_index: int | None) -> dict[str, Any]:
+    return {
+        "id": str(call.id),
+        "step_index": step_index,
+        "tool_name": call.tool_name,
+        "provider_call_id": call.provider_call_id,
+        "arguments": call.arguments,
+        "status": call.status,
+        "idempotency_key": call.idempotency_key,
+        "created_at": iso(call.created_at),
     }

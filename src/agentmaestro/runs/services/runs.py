@@ -12,10 +12,10 @@ from agentmaestro.common.errors import Conflict, NotFound
 from agentmaestro.common.time import iso
 from agentmaestro.runs.events.store import append_event, append_events
 from agentmaestro.runs.events.types import NewEvent
-from agentmaestro.runs.models import AgentRun, ToolCall
-from agentmaestro.runs.services.payloads import tool_call_updated_payload
+from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
+from agentmaestro.runs.services.payloads import step_updated_payload, tool_call_updated_payload
 from agentmaestro.runs.services.transitions import plan_transition
-from agentmaestro.runs.states import TOOL_CALL_FINAL, RunStatus, ToolCallStatus
+from agentmaestro.runs.states import TOOL_CALL_FINAL, RunStatus, StepStatus, ToolCallStatus
 
 
 class RunAlreadyFinished(Conflict):
@@ -93,6 +93,13 @@ def run_cancel(
             call.finished_at = now
             call.save(update_fields=["status", "finished_at"])
             events.append(NewEvent("tool_call.updated", tool_call_updated_payload(call)))
+        # A model call in flight: its late result will find the step closed and be dropped.
+        for step in AgentStep.objects.filter(run_id=run_id, status=StepStatus.STARTED):
+            step.status = StepStatus.CANCELLED
+            step.finished_at = now
+            step.lease_expires_at = None
+            step.save(update_fields=["status", "finished_at", "lease_expires_at"])
+            events.append(NewEvent("step.updated", step_updated_payload(step, with_payload=False)))
         AgentRun.objects.filter(id=run_id).update(**plan.fields)
         for name, value in plan.fields.items():
             setattr(run, name, value)

@@ -8,11 +8,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from agentmaestro.common.errors import NotFound
-from agentmaestro.common.time import iso
 from agentmaestro.runs.events.store import append_event, append_events
 from agentmaestro.runs.events.types import NewEvent
 from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
-from agentmaestro.runs.services.payloads import tool_call_updated_payload
+from agentmaestro.runs.services.payloads import (
+    step_created_payload,
+    step_updated_payload,
+    tool_call_created_payload,
+    tool_call_updated_payload,
+)
 from agentmaestro.runs.states import TOOL_CALL_FINAL, StepKind, StepStatus, ToolCallStatus
 
 
@@ -40,25 +44,9 @@ def step_append(
             created_at=now,
             finished_at=finished,
         )
-        events = [
-            NewEvent(
-                "step.created",
-                {
-                    "index": index,
-                    "kind": kind.value,
-                    "status": status.value,
-                    "payload": payload,
-                    "created_at": iso(now),
-                },
-            )
-        ]
+        events = [NewEvent("step.created", step_created_payload(step))]
         if finished is not None:
-            events.append(
-                NewEvent(
-                    "step.updated",
-                    {"index": index, "status": status.value, "finished_at": iso(finished)},
-                )
-            )
+            events.append(NewEvent("step.updated", step_updated_payload(step, with_payload=False)))
         append_events(run_id, events)
     return step
 
@@ -81,14 +69,7 @@ def step_update(
             step.finished_at = timezone.now()
         step.save(update_fields=["status", "payload", "finished_at"])
         append_event(
-            run_id,
-            "step.updated",
-            {
-                "index": index,
-                "status": status.value,
-                "payload": payload,
-                "finished_at": iso(step.finished_at),
-            },
+            run_id, "step.updated", step_updated_payload(step, with_payload=payload is not None)
         )
     return step
 
@@ -119,16 +100,7 @@ def tool_call_create(
         append_event(
             run_id,
             "tool_call.created",
-            {
-                "id": str(call.id),
-                "step_index": step.index if step else None,
-                "tool_name": tool_name,
-                "provider_call_id": provider_call_id,
-                "arguments": arguments,
-                "status": call.status,
-                "idempotency_key": call.idempotency_key,
-                "created_at": iso(call.created_at),
-            },
+            tool_call_created_payload(call, step.index if step else None),
         )
     return call
 

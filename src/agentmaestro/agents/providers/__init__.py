@@ -1,0 +1,21 @@
+"""Model providers behind one interface (base.py). ``get_provider(name)`` picks one."""
+
+from __future__ import annotations
+
+from agentmaestro.agents.providers.base import ModelProvider, ProviderError
+from agentmaestro.agents.providers.scripted import ScriptedProvider
+
+_PROVIDERS: dict[str, type[ModelProvider]] = {"scripted": ScriptedProvider}
+
+
+def register(name: str, provider: type[ModelProvider]) -> None:
+    _PROVIDERS[name] = provider
+
+
+def get_provider(name: str) -> ModelProvider:
+    try:
+        return _PROVIDERS[name]()
+    except KeyError:
+        raise ProviderError(
+            "unknown_provider", f"No model provider named {name!r}.", transient=False
+        ) from None

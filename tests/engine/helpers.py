@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agentmaestro.agents.models import Agent
+from agentmaestro.runs.models import AgentRun
+from agentmaestro.runs.states import TERMINAL_STATUSES
+from agentmaestro.tools.services import builtin_tools_install
+from agentmaestro.workspaces.models import Workspace
+
+ALL_BUILTINS = {
+    "calculator": {"mode": "allow"},
+    "echo": {"mode": "allow"},
+    "current_time": {"mode": "allow"},
+}
+
+
+def scripted_agent(
+    workspace: Workspace, script: list[dict[str, Any]], slug: str = "scripted", **fields: Any
+) -> Agent:
+    builtin_tools_install(workspace=workspace)
+    return Agent.objects.create(
+        workspace=workspace,
+        slug=slug,
+        name=slug,
+        model_settings={"provider": "scripted", "script": script},
+        tool_policy=fields.pop("tool_policy", ALL_BUILTINS),
+        **fields,
+    )
+
+
+def wait_until_finished(run: AgentRun, timeout: float = 30) -> AgentRun:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status in {s.value for s in TERMINAL_STATUSES}:
+            return run
+        time.sleep(0.05)
+    raise AssertionError(f"run {run.id} still {run.status} after {timeout}s")
