@@ -188,6 +188,9 @@ def decide(state: RunState) -> list[Command]:
     if status is RunStatus.WAITING_FOR_TOOLS:
         if budget := over_budget(state):
             return budget
+        if state.observations_recorded:
+            # Observations commit together with the move back to RUNNING.
+            raise ImpossibleState(f"observations recorded while still waiting: {state!r}")
         if state.turn_tool_calls and all(call.finished for call in state.turn_tool_calls):
             # Results in, observations recorded and the next model turn started: one commit.
             return over_budget(state, next_steps=len(state.turn_tool_calls) + 1) or [
