@@ -71,10 +71,10 @@ class AgentRun(models.Model):
             models.CheckConstraint(
                 condition=(
                     models.Q(
-                        status__in=[s.value for s in TERMINAL_STATUSES], finished_at__isnull=False
+                        status__in=sorted(s.value for s in TERMINAL_STATUSES), finished_at__isnull=False
                     )
                     | (
-                        ~models.Q(status__in=[s.value for s in TERMINAL_STATUSES])
+                        ~models.Q(status__in=sorted(s.value for s in TERMINAL_STATUSES))
                         & models.Q(finished_at__isnull=True)
                     )
                 ),
@@ -164,6 +164,8 @@ class ToolCall(models.Model):
     tool_name = models.CharField(max_length=128)
     # The id the model gave the call, echoed back with the result.
     provider_call_id = models.CharField(max_length=128, blank=True)
+    # Its place among the calls of one model turn: observations keep the model's order.
+    position = models.PositiveSmallIntegerField(default=0)
     arguments = models.JSONField(default=dict, blank=True)
     status = models.CharField(
         max_length=24, choices=_choices(ToolCallStatus), default=ToolCallStatus.PENDING

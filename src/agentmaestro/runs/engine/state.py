@@ -45,7 +45,7 @@ def load_state(run: AgentRun, now: datetime) -> RunState:
             ToolCallView(str(c.id), c.tool_name, ToolCallStatus(c.status), c.result, c.error)
             for c in ToolCall.objects.filter(
                 run_id=run.id, step__index__gt=model_step.index
-            ).order_by("created_at", "id")
+            ).order_by("created_at", "position")
         )
         observed = AgentStep.objects.filter(
             run_id=run.id, kind=StepKind.OBSERVATION, index__gt=model_step.index

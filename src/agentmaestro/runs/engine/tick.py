@@ -108,9 +108,13 @@ class _Applier:
                     StepKind.TOOL_CALL,
                     {"calls": [{"id": c.provider_call_id, "name": c.name} for c in calls]},
                 )
-                for requested in calls:
+                for position, requested in enumerate(calls):
                     self._create_tool_call(
-                        step, requested.provider_call_id, requested.name, requested.arguments
+                        step,
+                        position,
+                        requested.provider_call_id,
+                        requested.name,
+                        requested.arguments,
                     )
             case RecordObservations(calls=calls):
                 provider_ids = dict(
@@ -134,7 +138,7 @@ class _Applier:
                 self._new_step(StepKind.MESSAGE, {"text": text})
 
     def _create_tool_call(
-        self, step: AgentStep, provider_call_id: str, name: str, arguments: Any
+        self, step: AgentStep, position: int, provider_call_id: str, name: str, arguments: Any
     ) -> None:
         status, error, tool = self._vet(name, arguments)
         call_id = uuid.uuid4()
@@ -145,6 +149,7 @@ class _Applier:
             tool=tool,
             tool_name=name,
             provider_call_id=provider_call_id,
+            position=position,
             arguments=arguments,
             status=status,
             error=error,
