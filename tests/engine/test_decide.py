@@ -1,4 +1,4 @@
-"""decide() for every (status × situation) pair. Pure: no database."""
+"""decide() for every (status, situation) pair. Pure: no database."""
 
 from __future__ import annotations
 

@@ -16,6 +16,8 @@ from agentmaestro.runs.states import (
 )
 from agentmaestro.workspaces.models import Workspace
 
+_TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)  # sorted: stable migrations
+
 
 def _choices(
     enum: type[RunStatus] | type[StepKind] | type[StepStatus] | type[ToolCallStatus],
@@ -70,13 +72,8 @@ class AgentRun(models.Model):
             # A run is finished exactly when it is in a terminal status.
             models.CheckConstraint(
                 condition=(
-                    models.Q(
-                        status__in=sorted(s.value for s in TERMINAL_STATUSES), finished_at__isnull=False
-                    )
-                    | (
-                        ~models.Q(status__in=sorted(s.value for s in TERMINAL_STATUSES))
-                        & models.Q(finished_at__isnull=True)
-                    )
+                    models.Q(status__in=_TERMINAL, finished_at__isnull=False)
+                    | (~models.Q(status__in=_TERMINAL) & models.Q(finished_at__isnull=True))
                 ),
                 name="run_finished_iff_terminal",
             ),
