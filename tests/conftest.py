@@ -7,11 +7,13 @@ After each test that touched the database, every run in it must satisfy
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from agentmaestro.celery import app as celery_app
 from tests.factories import Personas, make_personas
-from tests.live import LiveServer, run_live_server
+from tests.live import LiveServer, Worker, run_live_server, start_worker, stop_worker
 from tests.replay import assert_all_runs_replay
 
 
@@ -40,3 +42,16 @@ def web_server(
         tmp_path_factory.mktemp("live"), AGENTMAESTRO_WS_HEARTBEAT_SECONDS="1"
     ) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def engine_worker(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
+    """One real Celery worker process for the session, on a clean broker."""
+    with celery_app.connection_for_write() as conn:
+        for queue in ("ticks", "activities"):
+            conn.default_channel.queue_purge(queue)
+    worker = start_worker(Path(tmp_path_factory.mktemp("worker")))
+    yield worker
+    stop_worker(worker)

@@ -148,6 +148,17 @@ class RunStreamConsumer(BaseSocket):
                 await self.send_frame(frame)
                 self.last_sent = seq
 
+    async def run_delta(self, message: dict[str, Any]) -> None:
+        """A streamed model token: ephemeral, never stored, no seq (may be missed)."""
+        await self.send_frame(
+            {
+                "type": "token.delta",
+                "ephemeral": True,
+                "step_id": message["step_id"],
+                "text": message["text"],
+            }
+        )
+
     async def _beat(self) -> None:
         interval = settings.AGENTMAESTRO_WS_HEARTBEAT_SECONDS
         while True:
