@@ -108,7 +108,7 @@ def start_worker(tmp_dir: Path, name: str = "w1", **env_overrides: str) -> Worke
                 "WARNING",
             ],
             cwd=ROOT,
-            env=server_env(**env_overrides),
+            env=server_env(**{"AGENTMAESTRO_DB_POOL_SIZE": "4", **env_overrides}),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

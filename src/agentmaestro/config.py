@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 INSECURE_SECRET_PREFIXES = ("django-insecure", "change-me", "changeme", "secret")
@@ -37,6 +37,10 @@ class Config(BaseSettings):
     # it bounds how late a lost last broadcast can arrive.
     ws_heartbeat_seconds: float = Field(default=5.0, alias="AGENTMAESTRO_WS_HEARTBEAT_SECONDS")
     conn_max_age: int = Field(default=60, alias="CONN_MAX_AGE")
+    # PostgreSQL connection pool per process (0 = off). Set it on activity workers: a
+    # thread pool of hundreds of in-flight model calls then shares this many connections
+    # instead of holding one each (connections are released across every call's I/O).
+    db_pool_size: int = Field(default=0, ge=0, alias="AGENTMAESTRO_DB_POOL_SIZE")
     # How often the reconciler looks for stalled runs and expired activity leases, and
     # how long work may look idle before it is re-enqueued.
     reconcile_seconds: float = Field(default=10.0, alias="AGENTMAESTRO_RECONCILE_SECONDS")
@@ -46,8 +50,19 @@ class Config(BaseSettings):
     channel_layer: Literal["pubsub", "core"] = Field(
         default="pubsub", alias="AGENTMAESTRO_CHANNEL_LAYER"
     )
+    # Model providers (agents/providers/). Keys live only in the environment, never in an
+    # agent's model_settings. An agent may name its own base_url only if it is the
+    # provider's configured one or listed in AGENTMAESTRO_MODEL_BASE_URLS, because the
+    # provider's key is sent to it.
+    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+    anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
+    model_base_urls: Annotated[list[str], NoDecode] = Field(
+        default=[], alias="AGENTMAESTRO_MODEL_BASE_URLS"
+    )
 
-    @field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")
+    @field_validator("allowed_hosts", "csrf_trusted_origins", "model_base_urls", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

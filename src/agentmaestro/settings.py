@@ -72,6 +72,14 @@ def _database() -> dict[str, Any]:
         # append's array parameters cost 0.1-0.2 ms per commit to quote client-side
         # (bench/events.py: 8 writers went from 0.53x to 0.62x of plain psycopg).
         db.setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
+        if CONFIG.db_pool_size:
+            # Django's psycopg pool; it replaces persistent connections.
+            db["CONN_MAX_AGE"] = 0
+            db["OPTIONS"]["pool"] = {
+                "min_size": 1,
+                "max_size": CONFIG.db_pool_size,
+                "timeout": 30,
+            }
         return db
     data_dir = CONFIG.resolved_data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +132,8 @@ else:
     }
 
 # Celery: every setting here is about not losing or duplicating work (docs/engine.md).
-CELERY_BROKER_URL = CONFIG.redis_url or "memory://"
+# memory:// names a host so kombu does not warn "No hostname was supplied" at every start.
+CELERY_BROKER_URL = CONFIG.redis_url or "memory://localhost/"
 # Ack a task after it ran, not when it was received: a worker killed mid-task leaves
 # the message to be delivered again (every task is idempotent: claims are conditional).
 CELERY_TASK_ACKS_LATE = True
