@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from agentmaestro.agents.providers.anthropic_provider import AnthropicProvider
 from agentmaestro.agents.providers.base import ModelProvider, ProviderError
+from agentmaestro.agents.providers.openai_compat import OpenAICompatProvider
 from agentmaestro.agents.providers.scripted import ScriptedProvider
 
-_PROVIDERS: dict[str, type[ModelProvider]] = {"scripted": ScriptedProvider}
+_PROVIDERS: dict[str, type[ModelProvider]] = {
+    "scripted": ScriptedProvider,
+    "openai": OpenAICompatProvider,
+    "anthropic": AnthropicProvider,
+}
 
 
 def register(name: str, provider: type[ModelProvider]) -> None:

@@ -10,6 +10,7 @@ results, or the input.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -49,9 +50,9 @@ class ScriptedProvider:
             )
             for i, call in enumerate(turn.get("tool_calls") or [])
         )
-        for word in str(text).split(" "):
-            if word:
-                on_delta(word + " ")
+        # Pieces that join back to the text exactly (words with their trailing space).
+        for piece in re.findall(r"\S+\s*|\s+", str(text)):
+            on_delta(piece)
         prompt = sum(_words(m.content) for m in request.messages)
         return ModelResponse(
             text=str(text), tool_calls=calls, usage=Usage(prompt, _words(str(text)) + len(calls))
