@@ -18,7 +18,12 @@ from django.core.management import CommandError, call_command
 from agentmaestro.accounts.models import ApiToken
 from agentmaestro.accounts.services import api_token_authenticate
 from agentmaestro.agents.models import Agent
+from agentmaestro.console.demo import DEMO_PROMPT
 from agentmaestro.runs.models import AgentRun, RunEvent
+from agentmaestro.runs.services.runs import run_create
+from agentmaestro.runs.services.transitions import run_transition
+from agentmaestro.runs.states import RunStatus
+from agentmaestro.tools.models import ToolDefinition
 from agentmaestro.workspaces.models import Role, Workspace, WorkspaceMembership
 from tests import live
 from tests.console.helpers import CLI, run_cli, standalone_env
@@ -91,9 +96,21 @@ def test_seeddemo_twice_creates_one_of_everything() -> None:
     assert WorkspaceMembership.objects.get(workspace=workspace).role == Role.OWNER
     assert Agent.objects.get(workspace=workspace).slug == "demo-agent"
     assert ApiToken.objects.filter(user=user).count() == 1
+    agent = Agent.objects.get(workspace=workspace)
+    assert agent.model_settings["provider"] == "scripted"
+    assert len(agent.model_settings["script"]) == 3
+    assert set(agent.tool_policy) == {"calculator", "current_time", "echo"}
+    assert set(
+        ToolDefinition.objects.filter(workspace=workspace).values_list("name", flat=True)
+    ) >= {
+        "calculator",
+        "current_time",
+        "echo",
+    }
+    # Created for the engine to run (standalone's test shows it running to the end).
     run = AgentRun.objects.get()
-    assert run.status == "RUNNING"
-    assert RunEvent.objects.filter(run=run).count() == run.last_seq >= 5
+    assert (run.agent, run.status) == (agent, "PENDING")
+    assert list(RunEvent.objects.filter(run=run).values_list("type", flat=True)) == ["run.created"]
     # The secrets are printed by the first call only, and they work.
     password = first.split("Login: demo / ")[1].split()[0]
     token = first.split("API token: ")[1].split()[0]
@@ -173,3 +190,24 @@ def test_web_serves_until_ctrl_c(tmp_path: Path) -> None:
 
     assert process.returncode == 0, stderr
     assert "Warning: DATABASE_URL is not set" in stderr
+
+
+@pytest.mark.django_db
+def test_seeddemo_upgrades_a_demo_agent_without_a_script_and_cancels_its_old_runs() -> None:
+    call("seeddemo")
+    agent = Agent.objects.get(slug="demo-agent")
+    agent.model_settings = {"provider": "scripted"}  # as seeded before the engine existed
+    agent.save()
+    AgentRun.objects.all().delete()
+    old = run_create(agent=agent, input={"prompt": "hand-made"})
+    run_transition(run_id=old.id, to_status=RunStatus.RUNNING)
+
+    out, _ = call("seeddemo")
+
+    agent.refresh_from_db()
+    assert len(agent.model_settings["script"]) == 3
+    old.refresh_from_db()
+    assert old.status == "CANCELLED"
+    demo = AgentRun.objects.exclude(id=old.id).get()
+    assert (demo.status, demo.input) == ("PENDING", {"prompt": DEMO_PROMPT})
+    assert f"Demo run: /runs/{demo.id}/stream/" in out

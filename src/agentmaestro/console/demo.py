@@ -12,6 +12,7 @@ import secrets
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -22,11 +23,11 @@ from agentmaestro.accounts.models import ApiToken
 from agentmaestro.accounts.services import api_token_create
 from agentmaestro.agents.models import Agent
 from agentmaestro.config import Config
+from agentmaestro.runs import dispatch
 from agentmaestro.runs.models import AgentRun
-from agentmaestro.runs.services.runs import run_add_note, run_create, run_record_usage
-from agentmaestro.runs.services.steps import step_append, tool_call_create, tool_call_update
-from agentmaestro.runs.services.transitions import run_transition
-from agentmaestro.runs.states import RunStatus, StepKind, StepStatus, ToolCallStatus
+from agentmaestro.runs.services.runs import run_cancel, run_create
+from agentmaestro.runs.states import TERMINAL_STATUSES
+from agentmaestro.tools.services import builtin_tools_install
 from agentmaestro.workspaces.models import Role, Workspace, WorkspaceMembership
 from agentmaestro.workspaces.services import workspace_create
 
@@ -34,6 +35,40 @@ DEMO_USERNAME = "demo"
 DEMO_WORKSPACE_SLUG = "demo"
 DEMO_AGENT_SLUG = "demo-agent"
 DEMO_TOKEN_NAME = "demo"  # noqa: S105 — the token's label, not a secret
+DEMO_TOOLS = ("calculator", "current_time", "echo")
+DEMO_PROMPT = "What is 6 * 7, what is that divided by 6, and what time is it?"
+DEMO_AGENT_DESCRIPTION = (
+    "A scripted agent that needs no model provider or API key: two model turns with two "
+    "parallel tool calls each (calculator, current_time, echo), then a final answer."
+)
+# Each model turn takes MODEL_TURN_MS, so someone watching the stream page sees the run
+# move; the tools are the built-in ones, which run in the worker.
+MODEL_TURN_MS = 800
+DEMO_SCRIPT: list[dict[str, Any]] = [
+    {
+        "text": "I will compute 6 * 7 and look at the clock at the same time.",
+        "tool_calls": [
+            {"name": "calculator", "arguments": {"expression": "6 * 7"}},
+            {"name": "current_time", "arguments": {"timezone": "UTC"}},
+        ],
+        "delay_ms": MODEL_TURN_MS,
+    },
+    {
+        "text": "6 * 7 = 42. Now 42 / 6, and a note for the record.",
+        "tool_calls": [
+            {"name": "calculator", "arguments": {"expression": "42 / 6"}},
+            {"name": "echo", "arguments": {"value": "6 * 7 = 42"}},
+        ],
+        "delay_ms": MODEL_TURN_MS,
+    },
+    {
+        "text": (
+            "6 * 7 = 42, and 42 / 6 = 7; the current time is in the current_time result "
+            "above. (A scripted answer: the demo agent calls no model.)"
+        ),
+        "delay_ms": MODEL_TURN_MS,
+    },
+]
 
 
 @dataclass
@@ -95,17 +130,36 @@ def _demo_workspace(user: AbstractUser, created: list[str]) -> Workspace:
 
 
 def _demo_agent(workspace: Workspace, created: list[str]) -> Agent:
+    """The scripted demo agent, with the built-in tools installed in its workspace.
+
+    An agent left by an older version (no script) is given the script and tool policy.
+    """
+    tools = {tool.name for tool in builtin_tools_install(workspace=workspace)}
+    policy = {name: {"mode": "allow"} for name in DEMO_TOOLS if name in tools}
     agent, made = Agent.objects.get_or_create(
         workspace=workspace,
         slug=DEMO_AGENT_SLUG,
         defaults={
             "name": "Demo agent",
-            "description": "A scripted agent that needs no model provider or API key.",
-            "model_settings": {"provider": "scripted"},
+            "description": DEMO_AGENT_DESCRIPTION,
+            "model_settings": {"provider": "scripted", "script": DEMO_SCRIPT},
+            "tool_policy": policy,
         },
     )
     if made:
         created.append(f"agent {workspace.slug}/{DEMO_AGENT_SLUG}")
+    elif "script" not in (agent.model_settings or {}):
+        agent.description = DEMO_AGENT_DESCRIPTION
+        agent.model_settings = {"provider": "scripted", "script": DEMO_SCRIPT}
+        agent.tool_policy = {**policy, **(agent.tool_policy or {})}
+        agent.save(update_fields=["description", "model_settings", "tool_policy", "updated_at"])
+        # Its old runs were written by hand, not by the engine, which cannot continue them.
+        unfinished = AgentRun.objects.filter(agent=agent).exclude(
+            status__in=[status.value for status in TERMINAL_STATUSES]
+        )
+        for run_id in unfinished.values_list("id", flat=True):
+            run_cancel(run_id=run_id, reason="A hand-made demo run: the engine cannot run it.")
+        created.append(f"script for the agent {workspace.slug}/{DEMO_AGENT_SLUG}")
     return agent
 
 
@@ -120,54 +174,19 @@ def _demo_token(user: AbstractUser, created: list[str]) -> str | None:
 
 
 def _demo_run(agent: Agent, user: AbstractUser, created: list[str]) -> AgentRun:
-    """The oldest run of the demo agent, or a new one with a short history to look at.
+    """The oldest demo run (of the demo agent, with the demo prompt), or a new PENDING one.
 
-    The history is written through the same services the engine uses, so its events fold
-    to its snapshot like any other run's. It is left RUNNING, so the stream page has a
-    run to add notes to and to cancel.
+    The new run's first tick is enqueued after the commit. In ``standalone`` the
+    in-process worker picks it up (or the recovery at start does, since an in-memory
+    broker does not outlive a process); with ``REDIS_URL`` set, any worker does.
     """
-    existing = AgentRun.objects.filter(agent=agent).order_by("created_at").first()
+    demo_input = {"prompt": DEMO_PROMPT}
+    existing = AgentRun.objects.filter(agent=agent, input=demo_input).order_by("created_at").first()
     if existing is not None:
         return existing
-    run = run_create(
-        agent=agent,
-        input={"prompt": "What is the weather in Lisbon, in one sentence?"},
-        created_by=user,
-    )
-    run_transition(run_id=run.id, to_status=RunStatus.RUNNING, reason="demo")
-    step = step_append(
-        run_id=run.id,
-        kind=StepKind.MODEL_CALL,
-        status=StepStatus.COMPLETED,
-        payload={"text": "I will look the weather up.", "tool_calls": ["get_weather"]},
-    )
-    run_record_usage(run_id=run.id, input_tokens=42, output_tokens=12)
-    call = tool_call_create(
-        run_id=run.id,
-        step=step,
-        tool_name="get_weather",
-        arguments={"city": "Lisbon"},
-        provider_call_id="call_demo_1",
-    )
-    tool_call_update(call_id=call.id, status=ToolCallStatus.RUNNING, attempt=1)
-    tool_call_update(
-        call_id=call.id,
-        status=ToolCallStatus.SUCCEEDED,
-        result={"summary": "Sunny, 21 °C, light wind from the north."},
-    )
-    step_append(
-        run_id=run.id,
-        kind=StepKind.OBSERVATION,
-        status=StepStatus.COMPLETED,
-        payload={"tool_call_id": str(call.id), "text": "Sunny, 21 °C, light wind."},
-    )
-    run_add_note(
-        run_id=run.id,
-        message="Seeded demo run: add a note or cancel it from the stream page.",
-        source="seeddemo",
-    )
+    run = run_create(agent=agent, input=demo_input, created_by=user)
+    transaction.on_commit(lambda: dispatch.enqueue_tick(run.id))
     created.append(f"demo run {run.id}")
-    run.refresh_from_db()
     return run
 
 

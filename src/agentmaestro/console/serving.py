@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import socket
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 # Seconds uvicorn waits for open connections (live WebSockets) after Ctrl-C before it
 # closes them anyway.
@@ -28,7 +33,15 @@ def base_url(host: str, port: int) -> str:
     return f"http://{display_host(host)}:{port}"
 
 
-def serve(app: Any, *, host: str, port: int, workers: int = 1, **options: Any) -> None:
+def serve(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    on_shutdown: Callable[[], None] | None = None,
+    **options: Any,
+) -> None:
     """Serve until Ctrl-C, then shut down gracefully and return.
 
     On SIGTERM the shutdown is as graceful, but uvicorn then re-raises the signal, so the
@@ -38,16 +51,51 @@ def serve(app: Any, *, host: str, port: int, workers: int = 1, **options: Any) -
     Lifespan is on: the application's startup binds the event broadcaster to the
     server's loop, which the in-memory channel layer needs. A server that cannot start
     (the port is taken) exits the process with uvicorn's status 3, after its log line.
+
+    ``on_shutdown`` (one server process only) is called, off the event loop, once the
+    server has closed its connections and before a SIGTERM is re-raised: the place to
+    stop what the process runs beside the server.
     """
-    uvicorn.run(
+    if on_shutdown is None:
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            workers=workers,
+            lifespan="on",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            **options,
+        )
+        return
+    if workers != 1:
+        raise ValueError("on_shutdown needs a single server process")
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        workers=workers,
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         **options,
     )
+    server = _Server(config, on_shutdown)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that calls ``on_shutdown`` after its own graceful shutdown."""
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await asyncio.to_thread(self._on_shutdown)
 
 
 def port_number(value: str) -> int:

@@ -15,6 +15,7 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("runs/new/", views.run_start, name="run-start"),
     path("runs/<uuid:run_id>/stream/", views.run_stream, name="run-stream"),
     path("runs/<uuid:run_id>/notes/", views.run_note, name="run-note"),
     path("healthz", views.healthz, name="healthz"),

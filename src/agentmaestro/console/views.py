@@ -5,24 +5,31 @@ import uuid
 from typing import Any, cast
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from agentmaestro.common.errors import AppError, NotFound, ValidationFailed
+from agentmaestro.agents.models import Agent
+from agentmaestro.common.errors import AppError, NotFound, PermissionDenied, ValidationFailed
+from agentmaestro.console.demo import DEMO_PROMPT
+from agentmaestro.runs import dispatch
 from agentmaestro.runs.models import AgentRun
 from agentmaestro.runs.selectors import run_events_since, run_for_user
-from agentmaestro.runs.services.runs import run_add_note
+from agentmaestro.runs.services.runs import run_add_note, run_create
 from agentmaestro.runs.services.snapshot import run_snapshot
 from agentmaestro.runs.states import RunStatus
-from agentmaestro.workspaces.models import Role
+from agentmaestro.workspaces.models import Role, WorkspaceMembership
+from agentmaestro.workspaces.selectors import membership_role
 
 # The stream page renders at most this many of the latest stored events (and says how many
 # earlier ones it leaves out), so a long run's page stays light.
 TIMELINE_EVENTS = 500
 NOTE_MAX_CHARS = 2000
+PROMPT_MAX_CHARS = 4000
 # Summaries of JSON values are cut here, the same way run_stream.js cuts the ones it adds.
 SUMMARY_CHARS = 160
 
@@ -45,7 +52,67 @@ def home(request: HttpRequest) -> HttpResponse:
         .select_related("agent", "workspace")
         .order_by("-created_at")[:50]
     )
-    return render(request, "console/home.html", {"runs": runs})
+    writable = WorkspaceMembership.objects.filter(
+        user_id=cast(int, request.user.pk),
+        role__in=[role.value for role in Role if Role.at_least(role, Role.MEMBER)],
+    ).values_list("workspace_id", flat=True)
+    agents = Agent.objects.filter(workspace_id__in=writable).select_related("workspace")
+    return render(
+        request,
+        "console/home.html",
+        {
+            "runs": runs,
+            "agents": agents,
+            "prompt_max_chars": PROMPT_MAX_CHARS,
+            "default_prompt": DEMO_PROMPT,
+        },
+    )
+
+
+@login_required
+@require_POST
+def run_start(request: HttpRequest) -> HttpResponse:
+    """Start a run of an agent with a prompt; members and above of the agent's workspace.
+
+    The run is created PENDING and its first tick is enqueued once that commit is done;
+    the browser goes to the new run's stream page to watch it.
+    """
+    try:
+        agent = _agent_for_member(request, request.POST.get("agent", ""))
+        prompt = request.POST.get("prompt", "").strip()
+        if not prompt or len(prompt) > PROMPT_MAX_CHARS:
+            raise ValidationFailed(
+                f"A prompt is between 1 and {PROMPT_MAX_CHARS} characters.",
+                details={"field": "prompt", "max_length": PROMPT_MAX_CHARS},
+            )
+        with transaction.atomic():
+            # login_required: the user is a real one.
+            user = cast(AbstractBaseUser, request.user)
+            run = run_create(agent=agent, input={"prompt": prompt}, created_by=user)
+            transaction.on_commit(lambda: dispatch.enqueue_tick(run.id))
+    except NotFound:
+        raise Http404("No such agent.") from None
+    except AppError as error:
+        return HttpResponse(error.message, status=error.http_status, content_type="text/plain")
+    return redirect(reverse("console:run-stream", args=[run.id]))
+
+
+def _agent_for_member(request: HttpRequest, agent_id: str) -> Agent:
+    """The agent, if the user is a member (or above) of its workspace.
+
+    Like runs, an agent in a workspace the user cannot see is not found.
+    """
+    try:
+        key = uuid.UUID(agent_id)
+    except ValueError:
+        raise NotFound("No such agent.") from None
+    agent = Agent.objects.filter(id=key).first()
+    role = membership_role(request.user, agent.workspace_id) if agent is not None else None
+    if agent is None or role is None:
+        raise NotFound("No such agent.")
+    if not Role.at_least(role, Role.MEMBER):
+        raise PermissionDenied(f"Starting runs needs the member role; you are {role}.")
+    return agent
 
 
 @login_required
@@ -89,6 +156,8 @@ def run_stream(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
             "can_write": can_write,
             "is_terminal": RunStatus(run_fields["status"]).is_terminal,
             "note_max_chars": NOTE_MAX_CHARS,
+            "prompt_max_chars": PROMPT_MAX_CHARS,
+            "rerun_prompt": _prompt_of(run_fields["input"]),
             "created_at": display_time(run_fields["created_at"]),
             "started_at": display_time(run_fields["started_at"]),
             "finished_at": display_time(run_fields["finished_at"]),
@@ -102,6 +171,13 @@ def run_stream(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
             "tool_calls": [_tool_call_row(call) for call in snapshot["tool_calls"]],
         },
     )
+
+
+def _prompt_of(run_input: Any) -> str:
+    """The run's prompt, to start another run with (the console starts runs with one)."""
+    if isinstance(run_input, dict) and isinstance(run_input.get("prompt"), str):
+        return str(run_input["prompt"])
+    return ""
 
 
 def display_time(iso: str | None) -> str:

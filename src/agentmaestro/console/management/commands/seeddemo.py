@@ -10,11 +10,13 @@ from agentmaestro.console.demo import DEMO_USERNAME, demo_credentials, seed_demo
 class Command(BaseCommand):
     help = (
         f"Create the demo data if it is missing: user {DEMO_USERNAME!r} (staff and "
-        "superuser) with a random password, workspace 'demo' owned by it, the agent "
-        "'demo-agent', an API token, and one demo run with a short event history. "
-        "Idempotent: a second call creates nothing. The password and the token are "
-        "printed only by the call that creates them. 'agentmaestro standalone' runs this "
-        "at every start."
+        "superuser) with a random password, workspace 'demo' owned by it with the "
+        "built-in tools, the scripted agent 'demo-agent' (no model provider needed), an "
+        "API token, and one demo run of that agent, whose first tick is enqueued for a "
+        "worker to run it (with no REDIS_URL, only 'agentmaestro standalone' runs one, and "
+        "it picks the run up when it starts). Idempotent: a second call creates nothing. "
+        "The password and the token are printed only by the call that creates them. "
+        "'agentmaestro standalone' runs this at every start."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -203,9 +203,12 @@
     return null;
   }
 
+  // The status column: third in the steps table (#, kind, status), second in the calls'.
+  var STATUS_COLUMN = { "steps-body": 2, "calls-body": 1 };
+
   function updateStatusCell(bodyId, key, value, status) {
     var row = findRow(byId(bodyId), key, value);
-    if (row) row.cells[1].replaceChildren(statusBadge(status));
+    if (row) row.cells[STATUS_COLUMN[bodyId]].replaceChildren(statusBadge(status));
     return row;
   }
 
