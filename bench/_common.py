@@ -285,3 +285,26 @@ def render_table(rows: Sequence[Row]) -> str:
 
     rule = "-" * len(line(header))
     return "\n".join([line(header), rule, *(line(cells) for cells in body)])
+
+
+# --- additions for bench/engine.py ------------------------------------------------------
+
+
+def with_redis_db(url: str, db: int) -> str:
+    """``url`` with its database number replaced: a benchmark's Celery queues must not be
+    shared with the workers of tests running beside it on the same Redis server."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+def wait_for_celery_workers(app: object, names: Sequence[str], timeout: float = 180) -> None:
+    """Block until every named Celery worker (``name@host``) answers a ping."""
+    deadline = time.monotonic() + timeout
+    wanted = set(names)
+    while True:
+        replies = app.control.ping(timeout=1.0)  # type: ignore[attr-defined]
+        answered = {name for reply in replies or [] for name in reply}
+        if wanted <= answered:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Celery workers {sorted(wanted - answered)} did not start")
