@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from agentmaestro.runs.models import ToolCall
 from agentmaestro.tools.builtins import BUILTIN_TOOLS, ToolFailed
@@ -49,6 +49,7 @@ def _execute_builtin(call: ToolCall) -> ToolOutcome:
     # executed at most once per idempotency key however often it is delivered.
     try:
         with transaction.atomic():
+            _serialize_deliveries(call.idempotency_key)
             done = (
                 ToolExecution.objects.select_for_update()
                 .filter(idempotency_key=call.idempotency_key)
@@ -71,3 +72,19 @@ def _execute_builtin(call: ToolCall) -> ToolOutcome:
         # A concurrent delivery recorded it first; its outcome is the outcome.
         done = ToolExecution.objects.get(idempotency_key=call.idempotency_key)
         return ToolOutcome(result=done.result, error=done.error)
+
+
+def _serialize_deliveries(idempotency_key: str) -> None:
+    """Make a second delivery of one key wait until the first commits (or rolls back).
+
+    Locking the ToolExecution row is not enough: before the first delivery commits there
+    is no row to lock, so two deliveries at once (a lease that expired under a slow tool)
+    would both run the tool. A transaction-scoped advisory lock on the key closes that
+    gap; the second delivery then finds the first one's record. SQLite needs nothing:
+    its write transactions already run one at a time.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [idempotency_key]
+            )

@@ -223,7 +223,14 @@ def tick(run_id: uuid.UUID) -> TickResult | None:
     delivery is harmless.
     """
     with transaction.atomic():
-        run = AgentRun.objects.select_for_update().select_related("agent").filter(id=run_id).first()
+        # of=("self",): lock the run's row only. Without it PostgreSQL also locks the
+        # joined agent row, and every run of one agent would tick one at a time.
+        run = (
+            AgentRun.objects.select_for_update(of=("self",))
+            .select_related("agent")
+            .filter(id=run_id)
+            .first()
+        )
         if run is None:
             return None
         now = timezone.now()
@@ -237,10 +244,15 @@ def tick(run_id: uuid.UUID) -> TickResult | None:
         if applier.events:
             append_events(run.id, applier.events)
         result = applier.result
-        if result.model_steps or result.tool_calls:
-            from agentmaestro.runs import dispatch
+        from agentmaestro.runs import dispatch
 
+        if result.model_steps or result.tool_calls:
             transaction.on_commit(
                 lambda: dispatch.start_activities(result.model_steps, result.tool_calls)
             )
+        elif commands and not result.status.is_terminal:
+            # The run moved but started nothing that will report back (every tool call
+            # of the turn was refused, say): no result will wake it, so wake it here,
+            # or it would sit idle until the reconciler's grace period ran out.
+            transaction.on_commit(lambda: dispatch.enqueue_tick(run_id))
     return result
