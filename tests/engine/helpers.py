@@ -3,7 +3,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import kombu.pools
+
 from agentmaestro.agents.models import Agent
+from agentmaestro.celery import app as celery_app
 from agentmaestro.runs.models import AgentRun
 from agentmaestro.runs.states import TERMINAL_STATUSES
 from agentmaestro.tools.services import builtin_tools_install
@@ -38,3 +41,12 @@ def wait_until_finished(run: AgentRun, timeout: float = 30) -> AgentRun:
             return run
         time.sleep(0.05)
     raise AssertionError(f"run {run.id} still {run.status} after {timeout}s")
+
+
+def use_broker(url: str) -> None:
+    """Point the test process's Celery app at ``url``, with fresh connection pools."""
+    kombu.pools.reset()
+    # Celery caches the pools of the URL it first used, and has no public way to drop them.
+    celery_app._pool = None  # type: ignore[attr-defined]
+    celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]
+    celery_app.conf.update(broker_url=url)

@@ -18,7 +18,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-import kombu.pools
 import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
@@ -33,7 +32,7 @@ from agentmaestro.runs.events.broadcast import broadcaster
 from agentmaestro.runs.models import AgentRun, AgentStep, RunEvent, ToolCall
 from agentmaestro.runs.services.runs import run_create
 from agentmaestro.runs.states import StepKind, StepStatus, ToolCallStatus
-from tests.engine.helpers import scripted_agent
+from tests.engine.helpers import scripted_agent, use_broker
 from tests.factories import Personas
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,15 +53,6 @@ class MemoryBroker:
                 while (message := channel.basic_get(name, no_ack=True)) is not None:
                     messages.append((message.headers["task"], message.decode()[0][0]))
         return messages
-
-
-def use_broker(url: str) -> None:
-    """Point the test process's Celery app at ``url``, with fresh connection pools."""
-    kombu.pools.reset()
-    # Celery caches the pools of the URL it first used, and has no public way to drop them.
-    app._pool = None  # type: ignore[attr-defined]
-    app.amqp._producer_pool = None  # type: ignore[attr-defined]
-    app.conf.update(broker_url=url)
 
 
 @pytest.fixture

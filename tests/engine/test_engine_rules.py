@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 
+from agentmaestro.celery import app as celery_app
 from agentmaestro.runs import dispatch
 from agentmaestro.runs.models import AgentRun, AgentStep, RunEvent, ToolCall
 from agentmaestro.runs.services.runs import run_cancel, run_create
 from agentmaestro.tools.models import ToolExecution
-from tests.engine.helpers import ALL_BUILTINS, scripted_agent, wait_until_finished
+from tests.engine.helpers import ALL_BUILTINS, scripted_agent, use_broker, wait_until_finished
 from tests.factories import Personas
 from tests.live import Worker
 
@@ -115,3 +117,52 @@ def test_a_duplicate_tick_changes_nothing(personas: Personas, engine_worker: Wor
         dispatch.enqueue_tick(run.id)
     time.sleep(1)
     assert list(RunEvent.objects.filter(run=run).values_list("seq", flat=True)) == before
+
+
+@pytest.fixture
+def no_worker() -> Iterator[None]:
+    """Enqueued work goes to an in-memory broker nobody consumes: the test drives."""
+    previous = celery_app.conf.broker_url
+    use_broker("memory://")
+    try:
+        yield
+    finally:
+        use_broker(previous)
+
+
+def test_a_run_failed_by_its_deadline_closes_its_open_calls(
+    personas: Personas, no_worker: None
+) -> None:
+    from django.utils import timezone
+
+    from agentmaestro.runs.engine.tick import tick
+
+    agent = scripted_agent(
+        personas.workspace,
+        [{"tool_calls": [{"name": "echo", "arguments": {"value": 1}}]}],
+        max_wall_seconds=60,
+    )
+    run = run_create(agent=agent, input={"prompt": "go"})
+    # Drive it by hand (no enqueue) to WAITING_FOR_TOOLS with its call still queued.
+    tick(run.id)
+    from agentmaestro.runs.engine import activities
+
+    step = AgentStep.objects.get(run=run, kind="MODEL_CALL")
+    claim = activities.claim_model_call(step.id)
+    assert claim is not None
+    activities.record_model_result(step.id, claim, activities.run_model_call(step.id, claim))
+    tick(run.id)
+    call = ToolCall.objects.get(run=run)
+    assert call.status == "QUEUED"
+    # The agent's wall-clock budget shrinks to 1 s, which the run has already used.
+    type(agent).objects.filter(id=agent.id).update(max_wall_seconds=1)
+    time.sleep(max(0.0, 1.1 - (timezone.now() - run.created_at).total_seconds()))
+    tick(run.id)
+    run.refresh_from_db()
+    call.refresh_from_db()
+    assert run.status == "FAILED"
+    assert run.error["code"] == "budget_wall_time"
+    assert call.status == "CANCELLED"
+    # The queued message, delivered late, finds nothing to run.
+    assert activities.claim_tool_call(call.id) is None
+    assert not ToolExecution.objects.exists()

@@ -22,7 +22,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import kombu.pools
 import pytest
 import redis
 from django.conf import settings
@@ -42,7 +41,7 @@ from agentmaestro.runs.states import StepStatus, ToolCallStatus
 from agentmaestro.tools.builtins import BUILTIN_TOOLS
 from agentmaestro.tools.executors import ToolOutcome, execute_tool
 from agentmaestro.tools.models import ToolExecution
-from tests.engine.helpers import scripted_agent
+from tests.engine.helpers import scripted_agent, use_broker
 from tests.factories import Personas
 from tests.live import Worker, free_port, start_worker
 
@@ -155,15 +154,6 @@ class PrivateRedis:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
-
-
-def use_broker(url: str) -> None:
-    """Point the test process's Celery app at ``url``, with fresh connection pools."""
-    kombu.pools.reset()
-    # Celery caches the pools of the URL it first used, and has no public way to drop them.
-    app._pool = None  # type: ignore[attr-defined]
-    app.amqp._producer_pool = None  # type: ignore[attr-defined]
-    app.conf.update(broker_url=url)
 
 
 @pytest.fixture
@@ -317,11 +307,7 @@ def assert_completed_exactly_once(runs: list[AgentRun], logs: str) -> None:
             assert statuses.count("RUNNING") == call.attempt, statuses
             assert statuses.count("QUEUED") == call.attempt - 1, statuses
             execution = ToolExecution.objects.get(idempotency_key=call.idempotency_key)
-            assert (execution.result, execution.error, execution.executions) == (
-                call.result,
-                None,
-                1,
-            )
+            assert (execution.result, execution.error) == (call.result, None)
     keys = [c.idempotency_key for c in ToolCall.objects.filter(run__in=runs)]
     assert ToolExecution.objects.filter(idempotency_key__in=keys).count() == len(keys) == 4 * RUNS
 
@@ -337,14 +323,14 @@ def test_a_worker_killed_again_and_again_loses_and_duplicates_nothing(
     workers.start()
     for _ in range(4):
         # Kill it at a random moment once it is busy: in a tick, in a model or tool call.
-        wait_reconciling(more_work_than(work_done()), 30, "the new worker made progress")
+        wait_reconciling(more_work_than(work_done()), 90, "the new worker made progress")
         time.sleep(rng.uniform(0.05, 0.6))
         workers.current.kill()
         expire_leases_of_the_dead()
         workers.start()
         if not unfinished(runs):
             break
-    wait_reconciling(lambda: unfinished(runs) == 0, 60, "every run finished")
+    wait_reconciling(lambda: unfinished(runs) == 0, 150, "every run finished")
 
     assert_completed_exactly_once(runs, workers.logs())
 
@@ -356,12 +342,12 @@ def test_a_restarted_redis_that_forgot_every_message_loses_no_run(
     runs = start_runs(personas, rng)
     workers.start()
     for _ in range(2):
-        wait_reconciling(more_work_than(work_done() + 20), 30, "runs were in flight")
+        wait_reconciling(more_work_than(work_done() + 20), 90, "runs were in flight")
         broker.kill()
         time.sleep(rng.uniform(0.1, 0.5))
         broker.start()
         use_broker(broker.url)  # the old connections died with it
-    wait_reconciling(lambda: unfinished(runs) == 0, 60, "every run finished")
+    wait_reconciling(lambda: unfinished(runs) == 0, 150, "every run finished")
 
     assert_completed_exactly_once(runs, workers.logs())
 
@@ -402,4 +388,4 @@ def test_a_tool_call_delivered_twice_at_once_runs_its_tool_once(
 
     assert ran == [{"value": "once"}]
     assert outcomes == [ToolOutcome(result={"echo": "once"})] * 2
-    assert ToolExecution.objects.get().executions == 1
+    assert ToolExecution.objects.count() == 1

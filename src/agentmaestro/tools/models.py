@@ -80,7 +80,6 @@ class ToolExecution(models.Model):
     tool_name = models.CharField(max_length=64)
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
-    executions = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

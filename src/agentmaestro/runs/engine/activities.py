@@ -119,7 +119,11 @@ def build_model_request(run_id: uuid.UUID, step_id: int) -> tuple[str, ModelRequ
         tools=tools,
         settings=settings,
         turn=turn,
-        timeout_seconds=float(settings.get("timeout_seconds", 60)),
+        # Capped below the lease, so a live call is never handed to a second worker.
+        timeout_seconds=min(
+            float(settings.get("timeout_seconds", 60)),
+            (MODEL_LEASE - timedelta(seconds=30)).total_seconds(),
+        ),
     )
     return str(settings.get("provider", "scripted")), request
 

@@ -36,6 +36,7 @@ from agentmaestro.runs.services.payloads import (
     step_updated_payload,
     tool_call_created_payload,
 )
+from agentmaestro.runs.services.runs import close_open_work
 from agentmaestro.runs.services.transitions import plan_transition
 from agentmaestro.runs.states import RunStatus, StepKind, StepStatus, ToolCallStatus
 from agentmaestro.tools.models import ToolDefinition
@@ -92,6 +93,9 @@ class _Applier:
                     output=output,
                     error=error,
                 )
+                if to.is_terminal:
+                    # A run failed by a budget may still have calls queued or in flight.
+                    self.events.extend(close_open_work(self.run.id, self.now))
                 for name, value in plan.fields.items():
                     setattr(self.run, name, value)
                 self.run_fields.update(plan.fields)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -84,28 +85,35 @@ def run_cancel(
             reason="cancelled",
             error={"code": "cancelled", "message": message},
         )
-        events = []
-        open_calls = list(
-            ToolCall.objects.filter(run_id=run_id).exclude(status__in=list(TOOL_CALL_FINAL))
-        )
-        for call in open_calls:
-            call.status = ToolCallStatus.CANCELLED
-            call.finished_at = now
-            call.save(update_fields=["status", "finished_at"])
-            events.append(NewEvent("tool_call.updated", tool_call_updated_payload(call)))
-        # A model call in flight: its late result will find the step closed and be dropped.
-        for step in AgentStep.objects.filter(run_id=run_id, status=StepStatus.STARTED):
-            step.status = StepStatus.CANCELLED
-            step.finished_at = now
-            step.lease_expires_at = None
-            step.save(update_fields=["status", "finished_at", "lease_expires_at"])
-            events.append(NewEvent("step.updated", step_updated_payload(step, with_payload=False)))
+        events = close_open_work(run_id, now)
         AgentRun.objects.filter(id=run_id).update(**plan.fields)
         for name, value in plan.fields.items():
             setattr(run, name, value)
         events.append(NewEvent("run.status_changed", plan.event_payload))
         run.last_seq = append_events(run.id, events)[-1].seq
     return run
+
+
+def close_open_work(run_id: uuid.UUID, now: datetime) -> list[NewEvent]:
+    """Cancel a run's unfinished tool calls and model calls, as it ends; return the events.
+
+    Call with the run row locked. A late activity result then finds its row closed and
+    is discarded, and a queued tool call never runs.
+    """
+    events = []
+    for call in ToolCall.objects.filter(run_id=run_id).exclude(status__in=list(TOOL_CALL_FINAL)):
+        call.status = ToolCallStatus.CANCELLED
+        call.finished_at = now
+        call.lease_expires_at = None
+        call.save(update_fields=["status", "finished_at", "lease_expires_at"])
+        events.append(NewEvent("tool_call.updated", tool_call_updated_payload(call)))
+    for step in AgentStep.objects.filter(run_id=run_id, status=StepStatus.STARTED):
+        step.status = StepStatus.CANCELLED
+        step.finished_at = now
+        step.lease_expires_at = None
+        step.save(update_fields=["status", "finished_at", "lease_expires_at"])
+        events.append(NewEvent("step.updated", step_updated_payload(step, with_payload=False)))
+    return events
 
 
 def run_add_note(*, run_id: uuid.UUID, message: str, source: str = "system") -> int:
