@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from agentmaestro.agents.providers._common import retry_after_seconds
 from agentmaestro.agents.providers.anthropic_provider import AnthropicProvider
 from agentmaestro.agents.providers.base import Message, ModelRequest, ModelResponse, ProviderError
-from agentmaestro.agents.providers.openai_compat import OpenAICompatProvider, retry_after_seconds
+from agentmaestro.agents.providers.openai_compat import OpenAICompatProvider
 from tests.agents.conftest import provider_config
 from tests.agents.fake_wire import (
     Answer,

@@ -12,23 +12,14 @@ instead of being repaired by a partial-JSON parser.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from agentmaestro.agents.providers.base import (
-    DeltaSink,
-    Message,
-    ModelRequest,
-    ModelResponse,
-    ProviderError,
-    ToolSpec,
-    Usage,
-)
-from agentmaestro.agents.providers.openai_compat import (
+from agentmaestro.agents.providers._common import (
     CallSettings,
+    ClientCache,
     Deadline,
     bad_data_is_malformed,
     call_settings,
@@ -37,6 +28,15 @@ from agentmaestro.agents.providers.openai_compat import (
     parse_arguments,
     resolve_config,
     status_error,
+)
+from agentmaestro.agents.providers.base import (
+    DeltaSink,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ProviderError,
+    ToolSpec,
+    Usage,
 )
 from agentmaestro.config import Config
 from agentmaestro.runs.engine.decide import RequestedToolCall
@@ -50,22 +50,14 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 # The messages API requires max_tokens; this is the default when model_settings has none.
 DEFAULT_MAX_TOKENS = 4096
 
-_clients: dict[tuple[str, str], anthropic.Anthropic] = {}
-_clients_lock = threading.Lock()
 
-
-def _client(settings: CallSettings) -> anthropic.Anthropic:
+def _make_client(settings: CallSettings) -> anthropic.Anthropic:
     import anthropic
 
-    key = (settings.base_url, settings.api_key)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            client = anthropic.Anthropic(
-                api_key=settings.api_key, base_url=settings.base_url, max_retries=0
-            )
-            _clients[key] = client
-        return client
+    return anthropic.Anthropic(api_key=settings.api_key, base_url=settings.base_url, max_retries=0)
+
+
+_clients = ClientCache(_make_client)
 
 
 class AnthropicProvider:
@@ -94,7 +86,7 @@ class AnthropicProvider:
         if settings.temperature is not None:
             # No longer a parameter of this SDK's create(); servers that take it still do.
             params["extra_body"] = {"temperature": settings.temperature}
-        client = _client(settings)  # first call: imports the SDK, not on the clock
+        client = _clients.get(settings)  # first call: imports the SDK, not on the clock
         deadline = Deadline(settings.timeout)
         with _sdk_errors_mapped():
             if not settings.stream:
