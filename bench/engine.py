@@ -192,7 +192,13 @@ def start_worker(
                 "WARNING",
             ],
             cwd=common.ROOT,
-            env={**os.environ, **env},
+            # Deployed as docs/engine.md recommends: a connection pool per worker, so
+            # releasing the connection around each activity's I/O does not reconnect.
+            env={
+                **os.environ,
+                "AGENTMAESTRO_DB_POOL_SIZE": str(min(concurrency, 20)),
+                **env,
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
         )
