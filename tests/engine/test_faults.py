@@ -197,6 +197,16 @@ class Workers:
         self.started.append(worker)
         return worker
 
+    def supervise(self) -> None:
+        """Restart the worker if it exited, as a process supervisor would in production.
+
+        Celery 5.7 / kombu can die with "Unrecoverable error" while reconnecting to a
+        Redis that went away (seen here: AttributeError in kombu's redis transport);
+        the worker then exits, and systemd/Kubernetes would start it again.
+        """
+        if self.current.process.poll() is not None:
+            self.start()
+
     def logs(self) -> str:
         return "\n".join(worker.log()[-2000:] for worker in self.started)
 
@@ -243,12 +253,19 @@ def unfinished(runs: list[AgentRun]) -> int:
     return AgentRun.objects.filter(id__in=[r.id for r in runs], finished_at=None).count()
 
 
-def wait_reconciling(condition: Callable[[], bool], timeout: float, why: str) -> None:
+def wait_reconciling(
+    condition: Callable[[], bool],
+    timeout: float,
+    why: str,
+    supervise: Callable[[], None] | None = None,
+) -> None:
     """Wait for ``condition``, running the reconciler every second meanwhile."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting until {why}")
+        if supervise is not None:
+            supervise()
         reconcile()
         time.sleep(STALL_SECONDS)
 
@@ -342,12 +359,14 @@ def test_a_restarted_redis_that_forgot_every_message_loses_no_run(
     runs = start_runs(personas, rng)
     workers.start()
     for _ in range(2):
-        wait_reconciling(more_work_than(work_done() + 20), 90, "runs were in flight")
+        wait_reconciling(
+            more_work_than(work_done() + 20), 90, "runs were in flight", workers.supervise
+        )
         broker.kill()
         time.sleep(rng.uniform(0.1, 0.5))
         broker.start()
         use_broker(broker.url)  # the old connections died with it
-    wait_reconciling(lambda: unfinished(runs) == 0, 150, "every run finished")
+    wait_reconciling(lambda: unfinished(runs) == 0, 150, "every run finished", workers.supervise)
 
     assert_completed_exactly_once(runs, workers.logs())
 
