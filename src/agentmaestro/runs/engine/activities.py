@@ -232,8 +232,9 @@ def claim_tool_call(call_id: uuid.UUID) -> Claim | None:
 
 def run_tool_call(call_id: uuid.UUID, claim: Claim) -> tuple[ToolCallStatus, Any, Any]:
     call = ToolCall.objects.select_related("tool").get(id=call_id)
+    # Built-in tools run here, inside a transaction: there is no I/O to release the
+    # connection across (executors that call out will release it around their request).
     outcome = execute_tool(call)
-    connection.close()
     if outcome.error is not None:
         return ToolCallStatus.FAILED, None, outcome.error
     return ToolCallStatus.SUCCEEDED, outcome.result, None
