@@ -9,6 +9,7 @@ interleaved, because the machines this runs on are shared and noisy.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shlex
@@ -21,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,3 +310,15 @@ def wait_for_celery_workers(app: object, names: Sequence[str], timeout: float = 
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"Celery workers {sorted(wanted - answered)} did not start")
+
+
+def finish(rows: Sequence[Row], results: dict[str, Any], started: float) -> None:
+    """Count the targets, print the table, and end with the one ``RESULT {json}`` line."""
+    targets = [row for row in rows if row.verdict]
+    results["targets_passed"] = sum(row.verdict == "PASS" for row in targets)
+    results["targets_total"] = len(targets)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    print()
+    print(render_table(rows))
+    print()
+    print("RESULT " + json.dumps(results, sort_keys=True), flush=True)

@@ -1091,14 +1091,7 @@ def main() -> None:
         procs.shutdown(wait=True, cancel_futures=True)
 
     rows = report(results)
-    targets = [r for r in rows if r.verdict]
-    results["targets_passed"] = sum(r.verdict == "PASS" for r in targets)
-    results["targets_total"] = len(targets)
-    results["elapsed_s"] = round(time.monotonic() - started, 1)
-    print()
-    print(common.render_table(rows))
-    print()
-    print("RESULT " + json.dumps(results, sort_keys=True), flush=True)
+    common.finish(rows, results, started)
 
 
 if __name__ == "__main__":

@@ -889,14 +889,7 @@ def main() -> None:
         results["catchup_ratio"] = round(
             results["catchup_10000_s"] / results["raw_read_10000_s"], 2
         )
-    targets = [row for row in rows if row.verdict]
-    results["targets_passed"] = sum(row.verdict == "PASS" for row in targets)
-    results["targets_total"] = len(targets)
-    results["elapsed_s"] = round(time.monotonic() - started, 1)
-    print()
-    print(common.render_table(rows))
-    print()
-    print("RESULT " + json.dumps(results, sort_keys=True), flush=True)
+    common.finish(rows, results, started)
 
 
 if __name__ == "__main__":

@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
 from typing import Any, ClassVar
 
 from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from agentmaestro.common.errors import AppError
 from agentmaestro.workspaces.models import Role
+from agentmaestro.workspaces.selectors import membership_role
 
 logger = logging.getLogger(__name__)
 
 MAX_CLIENT_MESSAGE_BYTES = 64 * 1024
+
+
+@database_sync_to_async
+def member_role(user: Any, workspace_id: uuid.UUID) -> Role | None:
+    return membership_role(user, workspace_id)
 
 
 class CloseCode(IntEnum):
@@ -58,6 +66,7 @@ class BaseSocket(AsyncWebsocketConsumer):
     commands: ClassVar[dict[str, tuple[Role, str]]] = {"ping": (Role.VIEWER, "command_ping")}
 
     role: Role | None = None
+    workspace_id: uuid.UUID
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch first hops to the shared sync thread to close stale
@@ -139,6 +148,7 @@ class BaseSocket(AsyncWebsocketConsumer):
 
     async def current_role(self) -> Role | None:
         """The user's role now (re-read, so a changed role applies to the next command)."""
+        self.role = await member_role(self.scope["user"], self.workspace_id)
         return self.role
 
     async def command_ping(self, message: Frame) -> Frame:

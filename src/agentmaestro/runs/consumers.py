@@ -28,7 +28,7 @@ from django.conf import settings
 from agentmaestro.common.consumers import BaseSocket, CloseCode, Frame, InvalidMessage
 from agentmaestro.runs.events.broadcast import run_group
 from agentmaestro.runs.models import AgentRun
-from agentmaestro.runs.selectors import run_events_since
+from agentmaestro.runs.selectors import run_events_since, run_last_seq
 from agentmaestro.runs.services.runs import run_cancel
 from agentmaestro.workspaces.models import Role
 from agentmaestro.workspaces.selectors import membership_role
@@ -54,13 +54,7 @@ def _events_page(run_id: uuid.UUID, since_seq: int) -> list[Frame]:
 def _last_seq_and_role(
     user: Any, run_id: uuid.UUID, workspace_id: uuid.UUID
 ) -> tuple[int, Role | None]:
-    last_seq = AgentRun.objects.filter(id=run_id).values_list("last_seq", flat=True).first()
-    return (last_seq or 0), membership_role(user, workspace_id)
-
-
-@database_sync_to_async
-def _role(user: Any, workspace_id: uuid.UUID) -> Role | None:
-    return membership_role(user, workspace_id)
+    return (run_last_seq(run_id) or 0), membership_role(user, workspace_id)
 
 
 @database_sync_to_async
@@ -75,7 +69,6 @@ class RunStreamConsumer(BaseSocket):
     }
 
     run_id: uuid.UUID
-    workspace_id: uuid.UUID
     last_sent: int = 0
     group: str | None = None
     _heartbeat: asyncio.Task[None] | None = None
@@ -176,10 +169,6 @@ class RunStreamConsumer(BaseSocket):
                 await self.send_frame(
                     {"type": "heartbeat", "ephemeral": True, "last_seq": last_seq}
                 )
-
-    async def current_role(self) -> Role | None:
-        self.role = await _role(self.scope["user"], self.workspace_id)
-        return self.role
 
     async def command_cancel(self, message: Frame) -> Frame:
         reason = message.get("reason", "")

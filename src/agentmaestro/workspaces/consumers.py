@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from agentmaestro.common.consumers import BaseSocket, CloseCode
 from agentmaestro.runs.events.broadcast import approvals_group, workspace_group
-from agentmaestro.workspaces.models import Role
-from agentmaestro.workspaces.selectors import membership_role
-
-
-@database_sync_to_async
-def _role(user: Any, workspace_id: uuid.UUID) -> Role | None:
-    return membership_role(user, workspace_id)
 
 
 class _WorkspaceSocket(BaseSocket):
-    workspace_id: uuid.UUID
     group: str | None = None
     _heartbeat: asyncio.Task[None] | None = None
 
@@ -33,8 +23,7 @@ class _WorkspaceSocket(BaseSocket):
         if not await self.authenticate():
             return
         self.workspace_id = self.scope["url_route"]["kwargs"]["workspace_id"]
-        self.role = await _role(self.scope["user"], self.workspace_id)
-        if self.role is None:  # not a member, or no such workspace: the same answer
+        if await self.current_role() is None:  # not a member, or no such workspace: the same answer
             await self.refuse(CloseCode.NOT_FOUND, "no such workspace")
             return
         self.group = self.group_name()
@@ -57,10 +46,6 @@ class _WorkspaceSocket(BaseSocket):
                 await self.close(code=int(CloseCode.NOT_FOUND), reason="no longer a member")
                 return
             await self.send_frame({"type": "heartbeat", "ephemeral": True})
-
-    async def current_role(self) -> Role | None:
-        self.role = await _role(self.scope["user"], self.workspace_id)
-        return self.role
 
 
 class WorkspaceConsumer(_WorkspaceSocket):
