@@ -45,6 +45,10 @@ class Config(BaseSettings):
     # how long work may look idle before it is re-enqueued.
     reconcile_seconds: float = Field(default=10.0, alias="AGENTMAESTRO_RECONCILE_SECONDS")
     stall_seconds: float = Field(default=15.0, alias="AGENTMAESTRO_STALL_SECONDS")
+    # Eager continuation (docs/engine.md): the worker that commits a step runs the next
+    # fast activities (built-in tools, an undelayed scripted model) and the step after
+    # them itself, for up to this many milliseconds, instead of a broker hop each. 0 = off.
+    eager_slice_ms: float = Field(default=100.0, ge=0, alias="AGENTMAESTRO_EAGER_SLICE_MS")
     # The Redis channel layer: "pubsub" (RedisPubSubChannelLayer, the default) or "core"
     # (the list-based RedisChannelLayer), selectable so bench/events.py can compare them.
     channel_layer: Literal["pubsub", "core"] = Field(

@@ -10,7 +10,7 @@ from django.db.models import F
 
 from agentmaestro.agents.providers.base import ProviderError
 from agentmaestro.runs.engine import activities
-from agentmaestro.runs.engine.tick import tick
+from agentmaestro.runs.engine.tick import drive
 from agentmaestro.runs.models import AgentRun
 
 logger = logging.getLogger(__name__)
@@ -20,14 +20,15 @@ MODEL_MAX_RETRIES = 5
 
 @shared_task(name="runs.tick", ignore_result=True)
 def run_tick(run_id: str) -> None:
+    key = uuid.UUID(run_id)
     try:
-        tick(uuid.UUID(run_id))
+        drive(key)
     except Exception:
         # Counted, so the reconciler can fail a run that can never tick instead of
-        # retrying it forever; then re-raised for Celery's log.
-        AgentRun.objects.filter(id=run_id).update(tick_failures=F("tick_failures") + 1)
+        # retrying it forever; then re-raised for Celery's log. A step that writes
+        # resets the count (engine/store.py).
+        AgentRun.objects.filter(id=key).update(tick_failures=F("tick_failures") + 1)
         raise
-    AgentRun.objects.filter(id=run_id, tick_failures__gt=0).update(tick_failures=0)
 
 
 @shared_task(name="runs.model_call", bind=True, ignore_result=True, max_retries=MODEL_MAX_RETRIES)
@@ -43,9 +44,9 @@ def model_call(self: Task, step_id: int) -> None:  # type: ignore[type-arg]
             countdown = error.retry_after or min(30.0, 0.5 * 2**self.request.retries)
             logger.info("model call %s: %s, retrying in %.1fs", step_id, error.code, countdown)
             raise self.retry(countdown=countdown) from error
-        activities.record_model_failure(step_id, claim, error)
+        drive(claim.run_id, (activities.model_failure(step_id, claim, error),))
         return
-    activities.record_model_result(step_id, claim, response)
+    drive(claim.run_id, (activities.model_result(step_id, claim, response),))
 
 
 @shared_task(name="runs.tool_call", ignore_result=True)
@@ -55,7 +56,7 @@ def tool_call(call_id: str) -> None:
     if claim is None:
         return
     status, result, error = activities.run_tool_call(key, claim)
-    activities.record_tool_result(key, claim, status, result, error)
+    drive(claim.run_id, (activities.tool_result(key, claim, status, result, error),))
 
 
 @shared_task(name="runs.reconcile", ignore_result=True)

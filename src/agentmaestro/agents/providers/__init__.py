@@ -25,3 +25,14 @@ def get_provider(name: str) -> ModelProvider:
         raise ProviderError(
             "unknown_provider", f"No model provider named {name!r}.", transient=False
         ) from None
+
+
+def runs_inline(settings: dict[str, object]) -> bool:
+    """Whether a call of this model is fast enough to run inline (eager continuation).
+
+    Only the scripted provider without delays: every real provider does network I/O
+    that may take seconds and belongs on the activities queue.
+    """
+    return settings.get("provider", "scripted") == "scripted" and ScriptedProvider.is_inline(
+        dict(settings)
+    )

@@ -29,6 +29,13 @@ def _words(text: str) -> int:
 
 
 class ScriptedProvider:
+    @staticmethod
+    def is_inline(settings: dict[str, Any]) -> bool:
+        """True when no turn of the script waits: a call costs microseconds, no I/O."""
+        script = settings.get("script") or []
+        turns = [t for t in script if isinstance(t, dict)]
+        return not settings.get("delay_ms") and not any(t.get("delay_ms") for t in turns)
+
     def complete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse:
         script: list[dict[str, Any]] = request.settings.get("script") or []
         turn: dict[str, Any] = script[request.turn] if request.turn < len(script) else {}

@@ -1,14 +1,16 @@
 """Activities: the slow parts of a run (model calls, tool calls), outside any transaction.
 
 Each activity
-1. claims its row with a conditional update — the row must still be open and unleased
-   (or its lease expired); the claim bumps ``attempt``, the fencing token;
+1. is claimed with a conditional update — the row must still be open and unleased (or
+   its lease expired); the claim bumps ``attempt``, the fencing token. (Under eager
+   continuation the step that creates the row claims it for its worker: attempt 1.)
 2. does its I/O with no transaction open and its database connection released;
-3. writes its result with a conditional update naming that attempt, so the result of
-   an attempt that was superseded (lease expired, run cancelled) is discarded;
-4. enqueues the run's next tick after that commit.
+3. hands its result to ``tick.advance``, which records it only if the row still carries
+   that attempt — a superseded or cancelled attempt's result is discarded — and takes
+   the run's next decision in the same commit.
 
-Lock order everywhere: the run row first, then the step or tool call.
+Lock order everywhere: the run row first, then the step or tool call (a claim locks only
+its own row, and ``advance`` retries if a claim moved a row under it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from agentmaestro.agents.providers import get_provider
@@ -32,23 +33,29 @@ from agentmaestro.agents.providers.base import (
     ProviderError,
     ToolSpec,
 )
-from agentmaestro.runs import dispatch
-from agentmaestro.runs.engine.state import requested_calls
+from agentmaestro.runs.engine.store import read_model_context
+from agentmaestro.runs.engine.tick import (
+    MODEL_LEASE,
+    TOOL_LEASE_GRACE,
+    Activity,
+    ActivityResult,
+    ModelResult,
+    ToolResult,
+    _requested,
+    advance,
+)
 from agentmaestro.runs.events.broadcast import broadcaster, run_group
 from agentmaestro.runs.events.store import append_events
 from agentmaestro.runs.events.types import NewEvent
-from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
-from agentmaestro.runs.services.payloads import step_updated_payload, tool_call_updated_payload
+from agentmaestro.runs.models import AgentRun, ToolCall
+from agentmaestro.runs.services.payloads import tool_call_updated_payload
 from agentmaestro.runs.states import StepKind, StepStatus, ToolCallStatus
+from agentmaestro.tools.builtins import BUILTIN_TOOLS, ToolFailed
 from agentmaestro.tools.executors import execute_tool
-from agentmaestro.tools.models import ToolDefinition
 
 logger = logging.getLogger(__name__)
 
-# How long a claimed model call may run before the reconciler may hand it to another
-# worker. Above the provider timeout, so a live attempt is never pre-empted.
-MODEL_LEASE = timedelta(seconds=120)
-TOOL_LEASE_GRACE = timedelta(seconds=30)
+__all__ = ["MODEL_LEASE", "TOOL_LEASE_GRACE"]
 
 
 @dataclass(frozen=True)
@@ -59,59 +66,64 @@ class Claim:
 
 # Model calls --------------------------------------------------------------------------
 
+_CLAIM_MODEL = """
+UPDATE runs_agentstep
+   SET attempt = attempt + 1, lease_expires_at = %s
+ WHERE id = %s AND status = 'STARTED' AND (lease_expires_at IS NULL OR lease_expires_at < %s)
+RETURNING run_id, attempt
+"""
+
 
 def claim_model_call(step_id: int) -> Claim | None:
     now = timezone.now()
-    with transaction.atomic():
-        row = AgentStep.objects.filter(id=step_id).values_list("run_id", flat=True).first()
-        if row is None:
-            return None
-        AgentRun.objects.select_for_update().filter(id=row).values_list("id", flat=True).first()
-        claimed = (
-            AgentStep.objects.filter(id=step_id, status=StepStatus.STARTED)
-            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
-            .update(attempt=F("attempt") + 1, lease_expires_at=now + MODEL_LEASE)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_MODEL,
+            [
+                connection.ops.adapt_datetimefield_value(now + MODEL_LEASE),
+                step_id,
+                connection.ops.adapt_datetimefield_value(now),
+            ],
         )
-        if claimed != 1:
-            return None  # done, cancelled, or another worker holds a live lease: fine
-        attempt = AgentStep.objects.values_list("attempt", flat=True).get(id=step_id)
-    return Claim(run_id=row, attempt=attempt)
+        row = cursor.fetchone()
+    if row is None:
+        return None  # done, cancelled, or another worker holds a live lease: fine
+    run_id = row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(hex=row[0])
+    return Claim(run_id=run_id, attempt=row[1])
 
 
 def build_model_request(run_id: uuid.UUID, step_id: int) -> tuple[str, ModelRequest]:
-    run = AgentRun.objects.select_related("agent").get(id=run_id)
-    agent = run.agent
-    settings: dict[str, Any] = dict(agent.model_settings or {})
+    context = read_model_context(run_id, step_id)
+    settings: dict[str, Any] = dict(context.model_settings or {})
     messages: list[Message] = []
-    if agent.system_prompt:
-        messages.append(Message("system", agent.system_prompt))
-    prompt = run.input.get("prompt") if isinstance(run.input, dict) else None
-    messages.append(Message("user", prompt if isinstance(prompt, str) else json.dumps(run.input)))
+    if context.system_prompt:
+        messages.append(Message("system", context.system_prompt))
+    prompt = context.input.get("prompt") if isinstance(context.input, dict) else None
+    messages.append(
+        Message("user", prompt if isinstance(prompt, str) else json.dumps(context.input))
+    )
     turn = 0
-    for step in AgentStep.objects.filter(run_id=run_id).exclude(id=step_id).order_by("index"):
-        if step.kind == StepKind.MODEL_CALL and step.status == StepStatus.COMPLETED:
+    for kind, status, payload in context.steps:
+        if kind == StepKind.MODEL_CALL and status == StepStatus.COMPLETED:
             turn += 1
             messages.append(
-                Message(
-                    "assistant",
-                    step.payload.get("text") or "",
-                    tool_calls=requested_calls(step.payload),
-                )
+                Message("assistant", payload.get("text") or "", tool_calls=_requested(payload))
             )
-        elif step.kind == StepKind.OBSERVATION:
-            content = step.payload.get("result", step.payload.get("error"))
+        elif kind == StepKind.OBSERVATION:
+            content = payload.get("result", payload.get("error"))
             messages.append(
                 Message(
                     "tool",
                     json.dumps(content),
-                    tool_call_id=step.payload.get("provider_call_id") or None,
-                    name=step.payload.get("tool_name"),
+                    tool_call_id=payload.get("provider_call_id") or None,
+                    name=payload.get("tool_name"),
                 )
             )
-    offered = [name for name, p in (agent.tool_policy or {}).items() if p.get("mode") != "deny"]
+    policy = context.tool_policy or {}
     tools = tuple(
         ToolSpec(t.name, t.description, t.args_schema)
-        for t in ToolDefinition.objects.filter(workspace_id=run.workspace_id, name__in=offered)
+        for t in context.tools
+        if t.name in policy and policy[t.name].get("mode") != "deny"
     )
     request = ModelRequest(
         model=str(settings.get("model", "")),
@@ -128,10 +140,11 @@ def build_model_request(run_id: uuid.UUID, step_id: int) -> tuple[str, ModelRequ
     return str(settings.get("provider", "scripted")), request
 
 
-def run_model_call(step_id: int, claim: Claim) -> ModelResponse:
-    """Call the model. Raises ProviderError; never holds a transaction or connection."""
+def run_model_call(step_id: int, claim: Claim, *, release_connection: bool = True) -> ModelResponse:
+    """Call the model. Raises ProviderError; never holds a transaction."""
     provider_name, request = build_model_request(claim.run_id, step_id)
-    connection.close()  # back to the pool: 1,000 calls in flight must not hold 1,000
+    if release_connection:
+        connection.close()  # back to the pool: 1,000 calls in flight must not hold 1,000
     group = run_group(claim.run_id)
 
     def on_delta(text: str) -> None:
@@ -140,71 +153,45 @@ def run_model_call(step_id: int, claim: Claim) -> ModelResponse:
     return get_provider(provider_name).complete(request, on_delta)
 
 
+def model_result(step_id: int, claim: Claim, response: ModelResponse) -> ModelResult:
+    return ModelResult(
+        step_id=step_id,
+        attempt=claim.attempt,
+        text=response.text,
+        tool_calls=response.tool_calls,
+        input_tokens=response.usage.input_tokens,
+        output_tokens=response.usage.output_tokens,
+    )
+
+
+def model_failure(step_id: int, claim: Claim, error: ProviderError) -> ModelResult:
+    return ModelResult(
+        step_id=step_id, attempt=claim.attempt, error={"code": error.code, "message": error.message}
+    )
+
+
 def record_model_result(step_id: int, claim: Claim, response: ModelResponse) -> bool:
-    payload = {
-        "turn": None,
-        "text": response.text,
-        "tool_calls": [
-            {"id": c.provider_call_id, "name": c.name, "arguments": c.arguments}
-            for c in response.tool_calls
-        ],
-        "usage": {
-            "input_tokens": response.usage.input_tokens,
-            "output_tokens": response.usage.output_tokens,
-        },
-    }
-    return _finish_model_step(step_id, claim, StepStatus.COMPLETED, payload, response)
+    """Record the response and enqueue a tick; False if it was stale (discarded)."""
+    return _recorded(claim, model_result(step_id, claim, response))
 
 
 def record_model_failure(step_id: int, claim: Claim, error: ProviderError) -> bool:
-    payload = {"error": {"code": error.code, "message": error.message}}
-    return _finish_model_step(step_id, claim, StepStatus.FAILED, payload, None)
+    return _recorded(claim, model_failure(step_id, claim, error))
 
 
 def release_model_call(step_id: int, claim: Claim) -> None:
     """Give up the lease after a transient failure, so the retry can claim again."""
+    from agentmaestro.runs.models import AgentStep
+
     AgentStep.objects.filter(id=step_id, attempt=claim.attempt, status=StepStatus.STARTED).update(
         lease_expires_at=None
     )
 
 
-def _finish_model_step(
-    step_id: int,
-    claim: Claim,
-    status: StepStatus,
-    payload: dict[str, Any],
-    response: ModelResponse | None,
-) -> bool:
-    now = timezone.now()
-    with transaction.atomic():
-        run = AgentRun.objects.select_for_update().get(id=claim.run_id)
-        step = AgentStep.objects.filter(
-            id=step_id, status=StepStatus.STARTED, attempt=claim.attempt
-        ).first()
-        if step is None:
-            return False  # superseded or cancelled: this attempt's result is discarded
-        payload["turn"] = step.payload.get("turn")
-        step.status = status
-        step.payload = payload
-        step.finished_at = now
-        step.lease_expires_at = None
-        step.save(update_fields=["status", "payload", "finished_at", "lease_expires_at"])
-        events = [NewEvent("step.updated", step_updated_payload(step))]
-        if response is not None and (response.usage.input_tokens or response.usage.output_tokens):
-            run.input_tokens += response.usage.input_tokens
-            run.output_tokens += response.usage.output_tokens
-            AgentRun.objects.filter(id=run.id).update(
-                input_tokens=run.input_tokens, output_tokens=run.output_tokens
-            )
-            events.append(
-                NewEvent(
-                    "run.usage_updated",
-                    {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens},
-                )
-            )
-        append_events(run.id, events)
-        transaction.on_commit(lambda: dispatch.enqueue_tick(run.id))
-    return True
+def _recorded(claim: Claim, outcome: ActivityResult) -> bool:
+    """Record only; a tick after commit takes the decision (the tasks fuse the two)."""
+    result = advance(claim.run_id, (outcome,), decide_next=False)
+    return bool(result and result.accepted[0])
 
 
 # Tool calls ---------------------------------------------------------------------------
@@ -240,27 +227,53 @@ def run_tool_call(call_id: uuid.UUID, claim: Claim) -> tuple[ToolCallStatus, Any
     return ToolCallStatus.SUCCEEDED, outcome.result, None
 
 
+def tool_result(
+    call_id: uuid.UUID, claim: Claim, status: ToolCallStatus, result: Any, error: Any
+) -> ToolResult:
+    if status is ToolCallStatus.FAILED:
+        return ToolResult(call_id, claim.attempt, error=error)
+    return ToolResult(call_id, claim.attempt, result=result)
+
+
 def record_tool_result(
     call_id: uuid.UUID, claim: Claim, status: ToolCallStatus, result: Any, error: Any
 ) -> bool:
-    now = timezone.now()
-    with transaction.atomic():
-        AgentRun.objects.select_for_update().filter(id=claim.run_id).values_list(
-            "id", flat=True
-        ).first()
-        call = ToolCall.objects.filter(
-            id=call_id, status=ToolCallStatus.RUNNING, attempt=claim.attempt
-        ).first()
-        if call is None:
-            return False  # superseded or cancelled: discard
-        call.status = status
-        call.result = result
-        call.error = error
-        call.finished_at = now
-        call.lease_expires_at = None
-        call.save(update_fields=["status", "result", "error", "finished_at", "lease_expires_at"])
-        append_events(
-            claim.run_id, [NewEvent("tool_call.updated", tool_call_updated_payload(call))]
+    """Record the outcome and enqueue a tick; False if it was stale (discarded)."""
+    return _recorded(claim, tool_result(call_id, claim, status, result, error))
+
+
+# Inline (eager continuation) ----------------------------------------------------------
+
+
+def run_inline(activity: Activity) -> ActivityResult | None:
+    """Run an activity its step claimed for this worker; None if handed to the broker."""
+    claim = Claim(activity.run_id, activity.attempt)
+    if activity.model_step is not None:
+        step_id = activity.model_step
+        try:
+            response = run_model_call(step_id, claim, release_connection=False)
+        except ProviderError as failure:
+            if failure.transient:
+                from agentmaestro.runs import dispatch
+
+                release_model_call(step_id, claim)
+                dispatch.start_activities([step_id], [])
+                return None
+            return model_failure(step_id, claim, failure)
+        return model_result(step_id, claim, response)
+    assert activity.tool_call is not None
+    assert activity.tool_name is not None
+    builtin = BUILTIN_TOOLS.get(activity.tool_name)
+    if builtin is None:
+        unknown = {"code": "unknown_tool", "message": f"No built-in tool {activity.tool_name!r}."}
+        return ToolResult(activity.tool_call, activity.attempt, error=unknown)
+    try:
+        value = builtin.run(activity.arguments)
+    except ToolFailed as failed:
+        return ToolResult(
+            activity.tool_call,
+            activity.attempt,
+            error={"code": failed.code, "message": failed.message},
+            record_execution=True,
         )
-        transaction.on_commit(lambda: dispatch.enqueue_tick(claim.run_id))
-    return True
+    return ToolResult(activity.tool_call, activity.attempt, result=value, record_execution=True)

@@ -1,85 +1,277 @@
-"""One tick: lock the run, read its state, ``decide()``, apply the commands, commit.
+"""One step of a run: lock it, record finished activities, ``decide()``, write, commit.
 
-A tick does no network I/O. Activities it starts are enqueued only after its commit;
-an activity's result, committed later, enqueues the next tick. Because every writer of
-a run's state also appends events, and appending takes the run row's lock, a result
-that lands while a tick holds the lock simply waits for it and then enqueues a fresh
-tick: no wake-up is lost (docs/engine.md).
+:func:`advance` is the only writer of the engine's progress. In one short transaction
+holding the run row's lock it
+
+1. reads the run's state (``store.read_locked``: one statement);
+2. records the results of activities that finished, if any — each fenced by the attempt
+   that produced it, so a superseded or cancelled attempt's result is discarded;
+3. asks the pure ``decide()`` what happens next and turns its commands into rows and
+   events (:class:`_Plan`, no I/O);
+4. writes all of it (``store.write_changes``: one statement on PostgreSQL) and commits.
+
+Only then are the activities it started enqueued (or, under eager continuation, run by
+this worker — :func:`drive`). A result and the decision it enables commit together, so
+no wake-up can be lost: whoever commits last sees everything committed before it under
+the same lock (docs/engine.md).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
+from agentmaestro.agents.providers import runs_inline
 from agentmaestro.runs.engine.decide import (
+    Budgets,
     Command,
     CreateToolCalls,
     RecordMessage,
     RecordObservations,
+    RequestedToolCall,
+    RunState,
     StartModelCall,
+    StepView,
+    ToolCallView,
     Transition,
     decide,
 )
-from agentmaestro.runs.engine.state import load_state
-from agentmaestro.runs.events.store import append_events
+from agentmaestro.runs.engine.store import Changes, FenceFailed, Loaded, read_locked, write_changes
 from agentmaestro.runs.events.types import NewEvent
-from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
+from agentmaestro.runs.models import AgentStep, ToolCall
 from agentmaestro.runs.services.payloads import (
     step_created_payload,
     step_updated_payload,
     tool_call_created_payload,
+    tool_call_updated_payload,
 )
-from agentmaestro.runs.services.runs import close_open_work
 from agentmaestro.runs.services.transitions import plan_transition
-from agentmaestro.runs.states import RunStatus, StepKind, StepStatus, ToolCallStatus
-from agentmaestro.tools.models import ToolDefinition
+from agentmaestro.runs.states import (
+    TOOL_CALL_FINAL,
+    RunStatus,
+    StepKind,
+    StepStatus,
+    ToolCallStatus,
+)
+from agentmaestro.tools.models import ExecutorKind, ToolDefinition, ToolExecution
+
+logger = logging.getLogger(__name__)
+
+# A claimed model call may run this long before the reconciler may hand it to another
+# worker. Above the provider timeout, so a live attempt is never pre-empted.
+MODEL_LEASE = timedelta(seconds=120)
+# An inline model call (eager continuation) takes microseconds; if its worker dies, the
+# reconciler should not wait two minutes to hand it on.
+INLINE_MODEL_LEASE = timedelta(seconds=15)
+TOOL_LEASE_GRACE = timedelta(seconds=30)
+# Attempts to write a step whose fenced rows moved under it (a concurrent claim).
+MAX_FENCE_RETRIES = 5
+
+
+# --- what goes in and out ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """A model call's outcome: a response, or a final error."""
+
+    step_id: int
+    attempt: int
+    text: str = ""
+    tool_calls: tuple[RequestedToolCall, ...] = ()
+    input_tokens: int = 0
+    output_tokens: int = 0
+    error: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    call_id: uuid.UUID
+    attempt: int
+    result: Any = None
+    error: dict[str, str] | None = None
+    # Inline built-ins record their outcome under the idempotency key in the same commit.
+    record_execution: bool = False
+
+
+ActivityResult = ModelResult | ToolResult
+
+
+@dataclass(frozen=True)
+class Activity:
+    """An activity a step started. ``attempt`` > 0: already claimed for this worker."""
+
+    run_id: uuid.UUID
+    model_step: int | None = None
+    tool_call: uuid.UUID | None = None
+    attempt: int = 0
+    # Tool calls: what to run (an inline built-in needs nothing else).
+    tool_name: str | None = None
+    arguments: Any = None
 
 
 @dataclass
 class TickResult:
     commands: list[Command]
     status: RunStatus
+    # Started and left to the broker (enqueued after commit).
     model_steps: list[int] = field(default_factory=list)
     tool_calls: list[uuid.UUID] = field(default_factory=list)
+    # Started and claimed for the caller to run inline (eager continuation).
+    claimed: list[Activity] = field(default_factory=list)
+    # One flag per result passed in: recorded (True) or discarded as stale (False).
+    accepted: list[bool] = field(default_factory=list)
 
 
-class _Applier:
-    """Applies one tick's commands to the locked run, collecting its events."""
+# --- the plan: loaded rows + results + commands -> changes (pure, no I/O) -----------------
 
-    def __init__(self, run: AgentRun, now: datetime) -> None:
-        self.run = run
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Validator:
+    import json
+
+    schema = json.loads(schema_json)
+    validator: Validator = validator_for(schema)(schema)
+    return validator
+
+
+def _requested(payload: dict[str, Any]) -> tuple[RequestedToolCall, ...]:
+    return tuple(
+        RequestedToolCall(call["id"], call["name"], call.get("arguments"))
+        for call in payload.get("tool_calls") or []
+    )
+
+
+class _Plan:
+    def __init__(self, loaded: Loaded, now: datetime, *, eager: bool) -> None:
+        self.loaded = loaded
+        self.run = loaded.run
         self.now = now
-        self.events: list[NewEvent] = []
-        self.result = TickResult(commands=[], status=RunStatus(run.status))
-        self.run_fields: dict[str, Any] = {}
+        self.eager = eager
+        self.model = loaded.model
+        self.calls = list(loaded.calls)
+        self.changes = Changes(run=self.run)
+        self.result = TickResult(commands=[], status=RunStatus(self.run.status))
 
-    def _new_step(
-        self, kind: StepKind, payload: dict[str, Any], status: StepStatus = StepStatus.COMPLETED
-    ) -> AgentStep:
-        self.run.step_count += 1
-        self.run_fields["step_count"] = self.run.step_count
-        step = AgentStep.objects.create(
-            run_id=self.run.id,
-            index=self.run.step_count,
-            kind=kind,
-            status=status,
-            payload=payload,
-            created_at=self.now,
-            finished_at=None if status is StepStatus.STARTED else self.now,
-        )
-        self.events.append(NewEvent("step.created", step_created_payload(step)))
-        if status is not StepStatus.STARTED:
-            self.events.append(
-                NewEvent("step.updated", step_updated_payload(step, with_payload=False))
+    # Results ------------------------------------------------------------------------
+
+    def record(self, outcome: ActivityResult) -> bool:
+        if isinstance(outcome, ModelResult):
+            return self._record_model(outcome)
+        return self._record_tool(outcome)
+
+    def _record_model(self, outcome: ModelResult) -> bool:
+        step = self.model
+        if (
+            step is None
+            or step.id != outcome.step_id
+            or step.status != StepStatus.STARTED
+            or step.attempt != outcome.attempt
+        ):
+            return False  # superseded, cancelled or already recorded: discard
+        if outcome.error is not None:
+            step.status = StepStatus.FAILED
+            step.payload = {"error": outcome.error}
+        else:
+            step.status = StepStatus.COMPLETED
+            step.payload = {
+                "turn": step.payload.get("turn"),
+                "text": outcome.text,
+                "tool_calls": [
+                    {"id": c.provider_call_id, "name": c.name, "arguments": c.arguments}
+                    for c in outcome.tool_calls
+                ],
+                "usage": {
+                    "input_tokens": outcome.input_tokens,
+                    "output_tokens": outcome.output_tokens,
+                },
+            }
+        step.finished_at = self.now
+        step.lease_expires_at = None
+        self.changes.finished_steps.append((step, outcome.attempt))
+        self.changes.events.append(NewEvent("step.updated", step_updated_payload(step)))
+        if outcome.input_tokens or outcome.output_tokens:
+            self.run.input_tokens += outcome.input_tokens
+            self.run.output_tokens += outcome.output_tokens
+            self.changes.events.append(
+                NewEvent(
+                    "run.usage_updated",
+                    {
+                        "input_tokens": self.run.input_tokens,
+                        "output_tokens": self.run.output_tokens,
+                    },
+                )
             )
-        return step
+        return True
+
+    def _record_tool(self, outcome: ToolResult) -> bool:
+        call = next((c for c in self.calls if c.id == outcome.call_id), None)
+        if call is None or call.status != ToolCallStatus.RUNNING or call.attempt != outcome.attempt:
+            return False  # superseded or cancelled: discard
+        call.status = ToolCallStatus.FAILED if outcome.error else ToolCallStatus.SUCCEEDED
+        call.result = None if outcome.error else outcome.result
+        call.error = outcome.error
+        call.finished_at = self.now
+        call.lease_expires_at = None
+        self.changes.changed_calls.append((call, ToolCallStatus.RUNNING, outcome.attempt))
+        if outcome.record_execution:
+            self.changes.executions.append(
+                ToolExecution(
+                    idempotency_key=call.idempotency_key,
+                    tool_name=call.tool_name,
+                    result=call.result,
+                    error=call.error,
+                )
+            )
+        self.changes.events.append(NewEvent("tool_call.updated", tool_call_updated_payload(call)))
+        return True
+
+    # The state decide() sees ----------------------------------------------------------
+
+    def state(self) -> RunState:
+        run, agent, model = self.run, self.loaded.agent, self.model
+        view = None
+        if model is not None:
+            view = StepView(
+                index=model.index,
+                kind=StepKind.MODEL_CALL,
+                status=StepStatus(model.status),
+                text=model.payload.get("text"),
+                tool_calls=_requested(model.payload),
+                error=model.payload.get("error"),
+            )
+        return RunState(
+            status=RunStatus(run.status),
+            now=self.now,
+            budgets=Budgets(
+                max_steps=agent.max_steps,
+                max_tool_calls=agent.max_tool_calls,
+                max_tokens=agent.max_tokens,
+                deadline=run.created_at + timedelta(seconds=agent.max_wall_seconds),
+            ),
+            step_count=run.step_count,
+            tool_call_count=run.tool_call_count,
+            tokens_used=run.input_tokens + run.output_tokens,
+            last_model_step=view,
+            turn_tool_calls=tuple(
+                ToolCallView(str(c.id), c.tool_name, ToolCallStatus(c.status), c.result, c.error)
+                for c in self.calls
+            ),
+            observations_recorded=self.loaded.observed,
+        )
+
+    # Commands -------------------------------------------------------------------------
 
     def apply(self, command: Command) -> None:
         match command:
@@ -94,67 +286,84 @@ class _Applier:
                     error=error,
                 )
                 if to.is_terminal:
-                    # A run failed by a budget may still have calls queued or in flight.
-                    self.events.extend(close_open_work(self.run.id, self.now))
+                    self._close_open_work()
                 for name, value in plan.fields.items():
                     setattr(self.run, name, value)
-                self.run_fields.update(plan.fields)
-                self.events.append(NewEvent("run.status_changed", plan.event_payload))
+                self.changes.events.append(NewEvent("run.status_changed", plan.event_payload))
                 self.result.status = to
             case StartModelCall():
-                turn = AgentStep.objects.filter(
-                    run_id=self.run.id, kind=StepKind.MODEL_CALL
-                ).count()
-                step = self._new_step(StepKind.MODEL_CALL, {"turn": turn}, StepStatus.STARTED)
-                self.result.model_steps.append(step.id)
+                self._start_model_call()
             case CreateToolCalls(calls=calls):
                 step = self._new_step(
                     StepKind.TOOL_CALL,
                     {"calls": [{"id": c.provider_call_id, "name": c.name} for c in calls]},
                 )
                 for position, requested in enumerate(calls):
-                    self._create_tool_call(
-                        step,
-                        position,
-                        requested.provider_call_id,
-                        requested.name,
-                        requested.arguments,
-                    )
+                    self._create_tool_call(step, position, requested)
             case RecordObservations(calls=calls):
-                provider_ids = dict(
-                    ToolCall.objects.filter(id__in=[c.id for c in calls]).values_list(
-                        "id", "provider_call_id"
-                    )
-                )
-                for call in calls:
+                by_id = {str(c.id): c for c in self.calls}
+                for view in calls:
                     payload: dict[str, Any] = {
-                        "tool_call_id": call.id,
-                        "provider_call_id": provider_ids.get(uuid.UUID(call.id), ""),
-                        "tool_name": call.tool_name,
-                        "status": call.status.value,
+                        "tool_call_id": view.id,
+                        "provider_call_id": by_id[view.id].provider_call_id,
+                        "tool_name": view.tool_name,
+                        "status": view.status.value,
                     }
-                    if call.error is not None:
-                        payload["error"] = call.error
+                    if view.error is not None:
+                        payload["error"] = view.error
                     else:
-                        payload["result"] = call.result
+                        payload["result"] = view.result
                     self._new_step(StepKind.OBSERVATION, payload)
             case RecordMessage(text=text):
                 self._new_step(StepKind.MESSAGE, {"text": text})
 
+    def _new_step(
+        self, kind: StepKind, payload: dict[str, Any], status: StepStatus = StepStatus.COMPLETED
+    ) -> AgentStep:
+        self.run.step_count += 1
+        step = AgentStep(
+            run_id=self.run.id,
+            index=self.run.step_count,
+            kind=kind,
+            status=status,
+            payload=payload,
+            created_at=self.now,
+            finished_at=None if status is StepStatus.STARTED else self.now,
+        )
+        self.changes.new_steps.append(step)
+        self.changes.events.append(NewEvent("step.created", step_created_payload(step)))
+        if status is not StepStatus.STARTED:
+            self.changes.events.append(
+                NewEvent("step.updated", step_updated_payload(step, with_payload=False))
+            )
+        return step
+
+    def _start_model_call(self) -> None:
+        previous = self.model
+        turn = 0 if previous is None else int(previous.payload.get("turn") or 0) + 1
+        step = self._new_step(StepKind.MODEL_CALL, {"turn": turn}, StepStatus.STARTED)
+        if self.eager and runs_inline(self.loaded.agent.model_settings or {}):
+            # Claimed for this worker as it is created: the same fencing as a claim.
+            step.attempt = 1
+            step.lease_expires_at = self.now + INLINE_MODEL_LEASE
+            self.result.claimed.append(Activity(self.run.id, model_step=step.index, attempt=1))
+        else:
+            self.result.model_steps.append(step.index)  # an index until written: see advance()
+        self.model = step
+
     def _create_tool_call(
-        self, step: AgentStep, position: int, provider_call_id: str, name: str, arguments: Any
+        self, step: AgentStep, position: int, requested: RequestedToolCall
     ) -> None:
-        status, error, tool = self._vet(name, arguments)
+        status, error, tool = self._vet(requested.name, requested.arguments)
         call_id = uuid.uuid4()
-        call = ToolCall.objects.create(
+        call = ToolCall(
             id=call_id,
             run_id=self.run.id,
-            step=step,
-            tool=tool,
-            tool_name=name,
-            provider_call_id=provider_call_id,
+            tool_id=tool.id if tool else None,
+            tool_name=requested.name,
+            provider_call_id=requested.provider_call_id,
             position=position,
-            arguments=arguments,
+            arguments=requested.arguments,
             status=status,
             error=error,
             finished_at=self.now if error else None,
@@ -162,38 +371,52 @@ class _Applier:
             created_at=self.now,
         )
         self.run.tool_call_count += 1
-        self.run_fields["tool_call_count"] = self.run.tool_call_count
+        self.changes.new_calls.append((call, step.index))
+        self.calls.append(call)
         created = tool_call_created_payload(call, step.index)
         if error is not None:
             # Refused before running: recorded as created, then failed, so the model sees why.
             created["status"] = ToolCallStatus.QUEUED.value
-            self.events.append(NewEvent("tool_call.created", created))
-            self.events.append(
-                NewEvent(
-                    "tool_call.updated",
-                    {
-                        "id": str(call.id),
-                        "status": status.value,
-                        "attempt": 0,
-                        "result": None,
-                        "error": error,
-                        "started_at": None,
-                        "finished_at": self.now.isoformat(),
-                    },
+            self.changes.events.append(NewEvent("tool_call.created", created))
+            self.changes.events.append(
+                NewEvent("tool_call.updated", tool_call_updated_payload(call))
+            )
+            return
+        self.changes.events.append(NewEvent("tool_call.created", created))
+        if status is not ToolCallStatus.QUEUED:
+            return
+        if self.eager and tool is not None and tool.executor == ExecutorKind.BUILTIN:
+            # Claimed as it is created, exactly as claim_tool_call would (same event).
+            call.status = ToolCallStatus.RUNNING
+            call.attempt = 1
+            call.started_at = self.now
+            call.lease_expires_at = (
+                self.now + timedelta(seconds=tool.timeout_seconds) + TOOL_LEASE_GRACE
+            )
+            self.changes.events.append(
+                NewEvent("tool_call.updated", tool_call_updated_payload(call))
+            )
+            self.result.claimed.append(
+                Activity(
+                    self.run.id,
+                    tool_call=call.id,
+                    attempt=1,
+                    tool_name=call.tool_name,
+                    arguments=call.arguments,
                 )
             )
         else:
-            self.events.append(NewEvent("tool_call.created", created))
-            if status is ToolCallStatus.QUEUED:
-                self.result.tool_calls.append(call.id)
+            self.result.tool_calls.append(call.id)
 
     def _vet(
         self, name: str, arguments: Any
     ) -> tuple[ToolCallStatus, dict[str, str] | None, ToolDefinition | None]:
         """Unknown, denied or badly-argued calls fail here, before anything runs."""
-        policy = (self.run.agent.tool_policy or {}).get(name) or {}
+        import json
+
+        policy = (self.loaded.agent.tool_policy or {}).get(name) or {}
         mode = policy.get("mode", "allow") if policy else None
-        tool = ToolDefinition.objects.filter(workspace_id=self.run.workspace_id, name=name).first()
+        tool = self.loaded.tools.get(name)
         if tool is None or mode is None:
             return (
                 ToolCallStatus.FAILED,
@@ -206,7 +429,7 @@ class _Applier:
                 {"code": "tool_denied", "message": f"The agent may not call {name!r}."},
                 tool,
             )
-        validator = validator_for(tool.args_schema)(tool.args_schema)
+        validator = _validator(json.dumps(tool.args_schema))
         errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
         if errors:
             where = "/".join(str(p) for p in errors[0].absolute_path) or "(arguments)"
@@ -219,44 +442,145 @@ class _Applier:
             return ToolCallStatus.WAITING_FOR_APPROVAL, None, tool
         return ToolCallStatus.QUEUED, None, tool
 
+    def _close_open_work(self) -> None:
+        """A run that ends cancels its open tool calls and model call (same as run_cancel).
 
-def tick(run_id: uuid.UUID) -> TickResult | None:
-    """Advance the run by one decision. Returns None if there is no such run.
+        The loaded rows are all the open work there is: earlier turns finished before the
+        run moved on, and results recorded in this step are already final.
+        """
+        for call in self.calls:
+            if call.status in TOOL_CALL_FINAL:
+                continue
+            fence = (call.status, call.attempt)
+            pending = next((c for c, _ in self.changes.new_calls if c is call), None)
+            call.status = ToolCallStatus.CANCELLED
+            call.finished_at = self.now
+            call.lease_expires_at = None
+            if pending is None:
+                self.changes.changed_calls.append((call, fence[0], fence[1]))
+            self.changes.events.append(
+                NewEvent("tool_call.updated", tool_call_updated_payload(call))
+            )
+        model = self.model
+        if model is not None and model.status == StepStatus.STARTED:
+            model.status = StepStatus.CANCELLED
+            model.finished_at = self.now
+            model.lease_expires_at = None
+            if model.id is not None:
+                self.changes.finished_steps.append((model, None))
+            self.changes.events.append(
+                NewEvent("step.updated", step_updated_payload(model, with_payload=False))
+            )
 
-    Idempotent: a tick that finds nothing to do writes nothing, so a duplicate
-    delivery is harmless.
+
+# --- the step ----------------------------------------------------------------------------
+
+
+def advance(
+    run_id: uuid.UUID,
+    results: tuple[ActivityResult, ...] = (),
+    *,
+    eager: bool = False,
+    decide_next: bool = True,
+) -> TickResult | None:
+    """Record ``results`` and take the run's next decision, in one commit.
+
+    Returns None if there is no such run. Idempotent: with nothing to record and
+    nothing to decide it writes nothing, so duplicate deliveries are harmless.
+    ``eager`` claims the fast activities it starts for the caller to run inline.
+    ``decide_next=False`` only records the results and enqueues a tick after commit —
+    two commits instead of one, the same outcome (the tests build in-between states
+    with it).
     """
+    for attempt in range(MAX_FENCE_RETRIES):
+        try:
+            return _advance_once(run_id, results, eager=eager, decide_next=decide_next)
+        except FenceFailed:
+            # A claim moved a row we were finishing; read again (the result may be stale).
+            logger.info("run %s: fenced row moved, retrying step (%d)", run_id, attempt + 1)
+    return _advance_once(run_id, results, eager=eager, decide_next=decide_next)
+
+
+def _advance_once(
+    run_id: uuid.UUID, results: tuple[ActivityResult, ...], *, eager: bool, decide_next: bool
+) -> TickResult | None:
+    from agentmaestro.runs import dispatch
+
     with transaction.atomic():
-        # of=("self",): lock the run's row only. Without it PostgreSQL also locks the
-        # joined agent row, and every run of one agent would tick one at a time.
-        run = (
-            AgentRun.objects.select_for_update(of=("self",))
-            .select_related("agent")
-            .filter(id=run_id)
-            .first()
-        )
-        if run is None:
+        loaded = read_locked(run_id)
+        if loaded is None:
             return None
         now = timezone.now()
-        commands = decide(load_state(run, now))
-        applier = _Applier(run, now)
-        applier.result.commands = commands
-        for command in commands:
-            applier.apply(command)
-        if applier.run_fields:
-            AgentRun.objects.filter(id=run.id).update(**applier.run_fields)
-        if applier.events:
-            append_events(run.id, applier.events)
-        result = applier.result
-        from agentmaestro.runs import dispatch
+        plan = _Plan(loaded, now, eager=eager)
+        plan.result.accepted = [plan.record(outcome) for outcome in results]
+        commands: list[Command] = []
+        try:
+            if decide_next:
+                commands = decide(plan.state())
+                for command in commands:
+                    plan.apply(command)
+        except Exception:
+            if not results:
+                raise
+            # Keep the results; the tick enqueued below will raise again, visibly, and be
+            # counted towards failing the run (reconciler.MAX_TICK_FAILURES).
+            logger.exception("run %s: deciding after a result failed", run_id)
+            decide_next = False
+            plan = _Plan(read_locked(run_id) or loaded, now, eager=False)
+            plan.result.accepted = [plan.record(outcome) for outcome in results]
+            commands = []
+        if not decide_next and any(plan.result.accepted):
+            transaction.on_commit(lambda: dispatch.enqueue_tick(run_id))
+        result = plan.result
+        result.commands = commands
+        if plan.changes:
+            write_changes(plan.changes, now)
+            step_ids = {s.index: s.id for s in plan.changes.new_steps}
+            result.model_steps = [step_ids[index] for index in result.model_steps]
+            result.claimed = [
+                replace(a, model_step=step_ids[a.model_step]) if a.model_step is not None else a
+                for a in result.claimed
+            ]
+        elif loaded.run.tick_failures:
+            from agentmaestro.runs.models import AgentRun
 
+            AgentRun.objects.filter(id=run_id).update(tick_failures=0)
         if result.model_steps or result.tool_calls:
-            transaction.on_commit(
-                lambda: dispatch.start_activities(result.model_steps, result.tool_calls)
-            )
-        elif commands and not result.status.is_terminal:
+            model_steps, tool_calls = result.model_steps, result.tool_calls
+            transaction.on_commit(lambda: dispatch.start_activities(model_steps, tool_calls))
+        elif commands and not result.status.is_terminal and not result.claimed:
             # The run moved but started nothing that will report back (every tool call
             # of the turn was refused, say): no result will wake it, so wake it here,
             # or it would sit idle until the reconciler's grace period ran out.
             transaction.on_commit(lambda: dispatch.enqueue_tick(run_id))
     return result
+
+
+def tick(run_id: uuid.UUID) -> TickResult | None:
+    """Take the run's next decision; activities it starts go to the broker."""
+    return advance(run_id)
+
+
+def drive(
+    run_id: uuid.UUID, results: tuple[ActivityResult, ...] = (), *, slice_ms: float | None = None
+) -> TickResult | None:
+    """:func:`advance`, then eager continuation: run the fast activities it claimed here,
+    record them and decide again, until the run waits on something slow or the time
+    slice is used up. Claims, leases and fencing are exactly those of the broker path,
+    so a worker that dies in the middle is recovered the same way.
+    """
+    from agentmaestro.runs.engine import activities
+
+    budget = settings.CONFIG.eager_slice_ms if slice_ms is None else slice_ms
+    deadline = time.monotonic() + budget / 1000
+    outcome = advance(run_id, results, eager=budget > 0)
+    while outcome is not None and outcome.claimed:
+        done = tuple(
+            result
+            for result in (activities.run_inline(activity) for activity in outcome.claimed)
+            if result is not None
+        )
+        if not done:
+            break
+        outcome = advance(run_id, done, eager=time.monotonic() < deadline)
+    return outcome

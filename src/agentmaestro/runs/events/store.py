@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from contextlib import nullcontext
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
@@ -64,7 +65,7 @@ def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> list[StoredE
     """
     if not events:
         return []
-    checked = [(event.type, *registry.validate(event.type, event.payload)) for event in events]
+    checked = check_events(events)
     now = timezone.now()
     # Inside the caller's transaction no savepoint is needed (it would cost a round trip):
     # the caller's atomic block decides. Alone, the append is its own transaction.
@@ -74,17 +75,39 @@ def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> list[StoredE
             first_seq, workspace_id, status = _append_postgresql(run_id, checked, now)
         else:
             first_seq, workspace_id, status = _append_sqlite(run_id, checked, now)
-        stored = [
-            StoredEvent(run_id, first_seq + i, type_, version, payload, now)
-            for i, (type_, version, payload) in enumerate(checked)
-        ]
-        transaction.on_commit(
-            lambda: broadcaster.publish_events(workspace_id, status, stored), robust=True
-        )
+        stored = broadcast_on_commit(run_id, first_seq, checked, now, workspace_id, status)
     return stored
 
 
 Checked = list[tuple[str, int, dict[str, Any]]]
+
+
+def check_events(events: Sequence[NewEvent]) -> Checked:
+    """Validate each payload against its newest contract: (type, version, JSON-ready payload)."""
+    return [(event.type, *registry.validate(event.type, event.payload)) for event in events]
+
+
+def broadcast_on_commit(
+    run_id: uuid.UUID,
+    first_seq: int,
+    checked: Checked,
+    now: datetime,
+    workspace_id: uuid.UUID,
+    status: str,
+) -> list[StoredEvent]:
+    """The stored form of events just inserted from ``first_seq``, broadcast after commit.
+
+    For writers that insert events inside a larger statement of their own (the engine's
+    step commit, runs/engine/store.py) but must announce them exactly as this module does.
+    """
+    stored = [
+        StoredEvent(run_id, first_seq + i, type_, version, payload, now)
+        for i, (type_, version, payload) in enumerate(checked)
+    ]
+    transaction.on_commit(
+        lambda: broadcaster.publish_events(workspace_id, status, stored), robust=True
+    )
+    return stored
 
 
 def _append_postgresql(run_id: uuid.UUID, checked: Checked, now: Any) -> tuple[int, uuid.UUID, str]:

@@ -1,0 +1,649 @@
+"""The engine's hot path: read a run's state under its lock, and write one step's changes.
+
+Every step of every run passes through here twice — once to read, once to write — so
+this is where ``bench/engine.py`` says the time goes, and where it is written by hand:
+
+* :func:`read_locked` — one ``SELECT … FOR UPDATE OF r`` that returns the run, its
+  agent's budgets and policy, the newest model step, the tool calls of that turn,
+  whether their observations exist, and the definitions of the tools the model asked
+  for.
+* :func:`write_changes` — one statement (on PostgreSQL) that writes everything a step
+  decided: the run's new fields and its ``last_seq`` bump, finished activities (fenced
+  by attempt), new steps, new tool calls, tool execution records and the events, with
+  their sequence numbers taken from the bump.
+
+Both run inside the caller's transaction (``engine/tick.py``), which holds the run's row
+lock from the read to the commit. PostgreSQL gets single hand-written statements;
+SQLite (standalone, in-process, one writer at a time) gets the same behaviour through
+the ORM in several statements. ``tests/engine/test_store.py`` runs one conformance suite
+against both forms.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from agentmaestro.agents.models import Agent
+from agentmaestro.runs.events.store import broadcast_on_commit, check_events
+from agentmaestro.runs.events.types import NewEvent, StoredEvent
+from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
+from agentmaestro.runs.states import StepKind, StepStatus
+from agentmaestro.tools.models import ToolDefinition, ToolExecution
+
+
+@dataclass
+class Loaded:
+    """A run's state as one step needs it (the run row is locked by the caller)."""
+
+    run: AgentRun
+    agent: Agent
+    # The newest MODEL_CALL step and the tool calls of its turn (model order).
+    model: AgentStep | None
+    calls: list[ToolCall]
+    observed: bool
+    # Definitions of the tools the newest model step asked for (or, while it is still
+    # STARTED, of every tool in the agent's policy), by name.
+    tools: dict[str, ToolDefinition]
+
+
+@dataclass
+class Changes:
+    """What one step writes. Rows are unsaved model instances holding the new values."""
+
+    run: AgentRun
+    events: list[NewEvent] = field(default_factory=list)
+    new_steps: list[AgentStep] = field(default_factory=list)
+    # (step, attempt it must still have, or None); the step must still be STARTED.
+    finished_steps: list[tuple[AgentStep, int | None]] = field(default_factory=list)
+    # (call, the index of the new TOOL_CALL step it belongs to).
+    new_calls: list[tuple[ToolCall, int]] = field(default_factory=list)
+    # (call, the status and attempt it must still have).
+    changed_calls: list[tuple[ToolCall, str, int]] = field(default_factory=list)
+    executions: list[ToolExecution] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.events)
+
+
+@dataclass
+class Written:
+    events: list[StoredEvent]
+    # The database ids of the new steps, by index.
+    step_ids: dict[int, int]
+    # How many fenced rows matched; fewer than asked means a fence failed.
+    finished_steps: int
+    changed_calls: int
+
+
+class FenceFailed(Exception):
+    """A fenced row changed between the read and the write; the caller rolls back."""
+
+
+def read_locked(run_id: uuid.UUID) -> Loaded | None:
+    if connection.vendor == "postgresql":
+        return _read_postgresql(run_id)
+    return _read_orm(run_id)
+
+
+def write_changes(changes: Changes, now: datetime) -> Written:
+    """Write ``changes`` in the caller's transaction; raises FenceFailed (caller rolls back)."""
+    if connection.vendor == "postgresql":
+        written = _write_postgresql(changes, now)
+    else:
+        written = _write_orm(changes, now)
+    if written.finished_steps != len(changes.finished_steps) or written.changed_calls != len(
+        changes.changed_calls
+    ):
+        raise FenceFailed(f"run {changes.run.id}: a claimed row moved under the write")
+    for step in changes.new_steps:
+        step.id = written.step_ids[step.index]
+    return written
+
+
+# --- PostgreSQL: one statement each way -------------------------------------------------
+
+_PG_READ = """
+SELECT r.workspace_id, r.agent_id, r.status, r.input, r.created_at, r.started_at, r.last_seq,
+       r.finished_at, r.output, r.error, r.step_count, r.tool_call_count, r.input_tokens,
+       r.output_tokens, r.tick_failures,
+       a.max_steps, a.max_tool_calls, a.max_tokens, a.max_wall_seconds, a.tool_policy,
+       a.model_settings, a.system_prompt,
+       -- last_seq as this statement's snapshot saw it. r is the row as locked: if the
+       -- statement waited for the lock, r is the newest version but everything else was
+       -- read from the older snapshot, and the two last_seq differ (see _read_postgresql).
+       (SELECT x.last_seq FROM runs_agentrun x WHERE x.id = r.id),
+       m.id, m.index, m.status, m.payload, m.attempt, m.created_at, m.finished_at,
+       -- the tool calls of the newest model turn, in the model's order
+       (SELECT json_agg(json_build_array(c.id, s.id, c.tool_id, c.tool_name, c.provider_call_id,
+                        c.position, c.arguments, c.status, c.result, c.error, c.attempt,
+                        c.idempotency_key, c.created_at, c.started_at, c.finished_at,
+                        c.lease_expires_at)
+                        ORDER BY c.created_at, c.position)
+          FROM runs_toolcall c JOIN runs_agentstep s ON s.id = c.step_id
+         WHERE c.run_id = r.id AND s.run_id = r.id AND s.index > m.index),
+       -- whether that turn's observations are already recorded
+       EXISTS (SELECT 1 FROM runs_agentstep o
+                WHERE o.run_id = r.id AND o.kind = 'OBSERVATION' AND o.index > m.index),
+       -- the definitions of the tools the newest model turn asked for, or, while its
+       -- answer may be recorded by this step, of every tool in the agent's policy
+       (SELECT json_agg(json_build_array(t.id, t.name, t.args_schema, t.executor,
+                                         t.timeout_seconds))
+          FROM tools_tooldefinition t
+         WHERE t.workspace_id = r.workspace_id
+           AND t.name IN (SELECT CASE WHEN m.status = 'STARTED' THEN k ELSE NULL END
+                            FROM jsonb_object_keys(a.tool_policy) AS k
+                           UNION ALL
+                          SELECT e->>'name'
+                            FROM jsonb_array_elements(coalesce(m.payload->'tool_calls', '[]'))
+                                 AS e))
+  FROM runs_agentrun r
+  JOIN agents_agent a ON a.id = r.agent_id
+  LEFT JOIN LATERAL (SELECT s.id, s.index, s.status, s.payload, s.attempt, s.created_at,
+                            s.finished_at
+                       FROM runs_agentstep s
+                      WHERE s.run_id = r.id AND s.kind = 'MODEL_CALL'
+                      ORDER BY s.index DESC LIMIT 1) m ON true
+ WHERE r.id = %s
+   FOR UPDATE OF r
+"""
+
+
+def _json(value: Any) -> Any:
+    """jsonb arrives as text through Django's connection (it decodes JSONField itself)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _ts(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _read_postgresql(run_id: uuid.UUID) -> Loaded | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_PG_READ, [run_id])
+        row = cursor.fetchone()
+        if row is not None and row[6] != row[22]:  # the locked last_seq vs the snapshot's
+            # We waited for the lock while another step committed: its changes are not in
+            # this statement's snapshot. Now that we hold the lock, read again.
+            cursor.execute(_PG_READ, [run_id])
+            row = cursor.fetchone()
+    if row is None:
+        return None
+    (workspace_id, agent_id, status, input_, created_at, started_at, last_seq) = row[:7]
+    (finished_at, output, error) = row[7:10]
+    (step_count, tool_call_count, input_tokens, output_tokens, tick_failures) = row[10:15]
+    (max_steps, max_tool_calls, max_tokens, max_wall_seconds, policy, settings, prompt) = row[15:22]
+    (m_id, m_index, m_status, m_payload, m_attempt, m_created, m_finished) = row[23:30]
+    calls_json, observed, tools_json = row[30:33]
+    run = AgentRun(
+        id=run_id,
+        workspace_id=workspace_id,
+        agent_id=agent_id,
+        status=status,
+        input=_json(input_),
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        output=_json(output),
+        error=_json(error),
+        last_seq=last_seq,
+        step_count=step_count,
+        tool_call_count=tool_call_count,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        tick_failures=tick_failures,
+    )
+    agent = Agent(
+        id=agent_id,
+        workspace_id=workspace_id,
+        max_steps=max_steps,
+        max_tool_calls=max_tool_calls,
+        max_tokens=max_tokens,
+        max_wall_seconds=max_wall_seconds,
+        tool_policy=_json(policy),
+        model_settings=_json(settings),
+        system_prompt=prompt,
+    )
+    model = None
+    if m_id is not None:
+        model = AgentStep(
+            id=m_id,
+            run_id=run_id,
+            index=m_index,
+            kind=StepKind.MODEL_CALL,
+            status=m_status,
+            payload=_json(m_payload),
+            attempt=m_attempt,
+            created_at=m_created,
+            finished_at=m_finished,
+        )
+    calls = [
+        ToolCall(
+            id=uuid.UUID(c[0]),
+            run_id=run_id,
+            step_id=c[1],
+            tool_id=uuid.UUID(c[2]) if c[2] else None,
+            tool_name=c[3],
+            provider_call_id=c[4],
+            position=c[5],
+            arguments=c[6],
+            status=c[7],
+            result=c[8],
+            error=c[9],
+            attempt=c[10],
+            idempotency_key=c[11],
+            created_at=datetime.fromisoformat(c[12]),
+            started_at=_ts(c[13]),
+            finished_at=_ts(c[14]),
+            lease_expires_at=_ts(c[15]),
+        )
+        for c in _json(calls_json) or ()
+    ]
+    tools = {
+        t[1]: ToolDefinition(
+            id=uuid.UUID(t[0]),
+            workspace_id=workspace_id,
+            name=t[1],
+            args_schema=t[2],
+            executor=t[3],
+            timeout_seconds=t[4],
+        )
+        for t in _json(tools_json) or ()
+    }
+    return Loaded(run=run, agent=agent, model=model, calls=calls, observed=observed, tools=tools)
+
+
+_PG_WRITE = """
+WITH bump AS (
+    -- The run's new fields, and k sequence numbers for the step's events. The caller
+    -- already holds this row's lock (read_locked).
+    UPDATE runs_agentrun
+       SET last_seq = last_seq + %(k)s, status = %(status)s, started_at = %(started_at)s,
+           finished_at = %(finished_at)s, output = %(output)s::jsonb, error = %(error)s::jsonb,
+           step_count = %(step_count)s, tool_call_count = %(tool_call_count)s,
+           input_tokens = %(input_tokens)s, output_tokens = %(output_tokens)s, tick_failures = 0
+     WHERE id = %(run_id)s
+ RETURNING last_seq, workspace_id, status
+), finished_steps AS (
+    -- Activities' results and cancellations; fenced: still STARTED, same attempt.
+    UPDATE runs_agentstep s
+       SET status = u.status, payload = u.payload, finished_at = u.finished_at,
+           lease_expires_at = NULL
+      FROM jsonb_to_recordset(%(finished_steps)s::jsonb)
+           AS u(id bigint, status text, payload jsonb, finished_at timestamptz, fence int)
+     WHERE s.id = u.id AND s.run_id = %(run_id)s AND s.status = 'STARTED'
+       AND (u.fence IS NULL OR s.attempt = u.fence)
+ RETURNING s.id
+), new_steps AS (
+    INSERT INTO runs_agentstep
+           (run_id, index, kind, status, payload, created_at, finished_at, attempt,
+            lease_expires_at)
+    SELECT %(run_id)s, i.index, i.kind, i.status, i.payload, i.created_at, i.finished_at,
+           i.attempt, i.lease_expires_at
+      FROM jsonb_to_recordset(%(new_steps)s::jsonb)
+           AS i(index int, kind text, status text, payload jsonb, created_at timestamptz,
+                finished_at timestamptz, attempt int, lease_expires_at timestamptz)
+ RETURNING id, index
+), changed_calls AS (
+    -- Tool results, claims and cancellations; fenced: same status and attempt as read.
+    UPDATE runs_toolcall c
+       SET status = u.status, attempt = u.attempt, result = NULLIF(u.result, 'null'),
+           error = NULLIF(u.error, 'null'), started_at = u.started_at,
+           finished_at = u.finished_at, lease_expires_at = u.lease_expires_at
+      FROM jsonb_to_recordset(%(changed_calls)s::jsonb)
+           AS u(id uuid, status text, attempt int, result jsonb, error jsonb,
+                started_at timestamptz, finished_at timestamptz, lease_expires_at timestamptz,
+                fence_status text, fence_attempt int)
+     WHERE c.id = u.id AND c.run_id = %(run_id)s AND c.status = u.fence_status
+       AND c.attempt = u.fence_attempt
+ RETURNING c.id
+), new_calls AS (
+    -- The TOOL_CALL step they belong to is inserted by this same statement.
+    INSERT INTO runs_toolcall
+           (id, run_id, step_id, tool_id, tool_name, provider_call_id, position, arguments,
+            status, result, error, attempt, idempotency_key, created_at, started_at,
+            finished_at, lease_expires_at)
+    SELECT i.id, %(run_id)s, (SELECT id FROM new_steps WHERE new_steps.index = i.step_index),
+           i.tool_id, i.tool_name, i.provider_call_id, i.position, i.arguments, i.status,
+           NULLIF(i.result, 'null'), NULLIF(i.error, 'null'), i.attempt, i.idempotency_key,
+           i.created_at, i.started_at, i.finished_at, i.lease_expires_at
+      FROM jsonb_to_recordset(%(new_calls)s::jsonb)
+           AS i(id uuid, step_index int, tool_id uuid, tool_name text, provider_call_id text,
+                position int, arguments jsonb, status text, result jsonb, error jsonb,
+                attempt int, idempotency_key text, created_at timestamptz,
+                started_at timestamptz, finished_at timestamptz, lease_expires_at timestamptz)
+), executions AS (
+    -- Built-in tools run inline record their outcome under the call's idempotency key.
+    INSERT INTO tools_toolexecution (idempotency_key, tool_name, result, error, created_at)
+    SELECT x.idempotency_key, x.tool_name, NULLIF(x.result, 'null'), NULLIF(x.error, 'null'),
+           %(now)s
+      FROM jsonb_to_recordset(%(executions)s::jsonb)
+           AS x(idempotency_key text, tool_name text, result jsonb, error jsonb)
+    ON CONFLICT (idempotency_key) DO NOTHING
+), events AS (
+    -- The i-th event (1-based) gets old_last_seq + i = new_last_seq - k + i.
+    INSERT INTO runs_runevent (run_id, seq, type, version, payload, created_at)
+    SELECT %(run_id)s, bump.last_seq - %(k)s + e.ord, e.type, e.version, e.payload, %(now)s
+      FROM bump,
+           unnest(%(types)s::text[], %(versions)s::int[], %(payloads)s::jsonb[])
+               WITH ORDINALITY AS e(type, version, payload, ord)
+)
+SELECT bump.last_seq, bump.workspace_id, bump.status,
+       (SELECT count(*) FROM finished_steps), (SELECT count(*) FROM changed_calls),
+       (SELECT json_agg(json_build_array(index, id)) FROM new_steps)
+  FROM bump
+"""
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _dumps(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=_default)
+
+
+def _write_postgresql(changes: Changes, now: datetime) -> Written:
+    run = changes.run
+    checked = check_events(changes.events)
+    params: dict[str, Any] = {
+        "run_id": run.id,
+        "k": len(checked),
+        "now": now,
+        "status": run.status,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "output": None if run.output is None else json.dumps(run.output),
+        "error": None if run.error is None else json.dumps(run.error),
+        "step_count": run.step_count,
+        "tool_call_count": run.tool_call_count,
+        "input_tokens": run.input_tokens,
+        "output_tokens": run.output_tokens,
+        "finished_steps": _dumps(
+            [
+                {
+                    "id": s.id,
+                    "status": s.status,
+                    "payload": s.payload,
+                    "finished_at": s.finished_at,
+                    "fence": fence,
+                }
+                for s, fence in changes.finished_steps
+            ]
+        ),
+        "new_steps": _dumps(
+            [
+                {
+                    "index": s.index,
+                    "kind": s.kind,
+                    "status": s.status,
+                    "payload": s.payload,
+                    "created_at": s.created_at,
+                    "finished_at": s.finished_at,
+                    "attempt": s.attempt,
+                    "lease_expires_at": s.lease_expires_at,
+                }
+                for s in changes.new_steps
+            ]
+        ),
+        "changed_calls": _dumps(
+            [
+                {
+                    "id": c.id,
+                    "status": c.status,
+                    "attempt": c.attempt,
+                    "result": c.result,
+                    "error": c.error,
+                    "started_at": c.started_at,
+                    "finished_at": c.finished_at,
+                    "lease_expires_at": c.lease_expires_at,
+                    "fence_status": fence_status,
+                    "fence_attempt": fence_attempt,
+                }
+                for c, fence_status, fence_attempt in changes.changed_calls
+            ]
+        ),
+        "new_calls": _dumps(
+            [
+                {
+                    "id": c.id,
+                    "step_index": step_index,
+                    "tool_id": c.tool_id,
+                    "tool_name": c.tool_name,
+                    "provider_call_id": c.provider_call_id,
+                    "position": c.position,
+                    "arguments": c.arguments,
+                    "status": c.status,
+                    "result": c.result,
+                    "error": c.error,
+                    "attempt": c.attempt,
+                    "idempotency_key": c.idempotency_key,
+                    "created_at": c.created_at,
+                    "started_at": c.started_at,
+                    "finished_at": c.finished_at,
+                    "lease_expires_at": c.lease_expires_at,
+                }
+                for c, step_index in changes.new_calls
+            ]
+        ),
+        "executions": _dumps(
+            [
+                {
+                    "idempotency_key": x.idempotency_key,
+                    "tool_name": x.tool_name,
+                    "result": x.result,
+                    "error": x.error,
+                }
+                for x in changes.executions
+            ]
+        ),
+        "types": [type_ for type_, _, _ in checked],
+        "versions": [version for _, version, _ in checked],
+        "payloads": [json.dumps(payload) for _, _, payload in checked],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_PG_WRITE, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise FenceFailed(f"run {run.id} vanished under its lock")
+    last_seq, workspace_id, status, finished, changed, new_ids = row
+    stored = broadcast_on_commit(
+        run.id, last_seq - len(checked) + 1, checked, now, workspace_id, status
+    )
+    return Written(
+        events=stored,
+        step_ids={index: step_id for index, step_id in _json(new_ids) or ()},
+        finished_steps=finished,
+        changed_calls=changed,
+    )
+
+
+# --- The ORM form: SQLite (standalone), and the reference for the conformance suite ------
+
+
+def _read_orm(run_id: uuid.UUID) -> Loaded | None:
+    # of=("self",): lock the run's row only, not its agent's (runs of one agent would
+    # otherwise tick one at a time). SQLite ignores it: its write transactions serialize.
+    run = (
+        AgentRun.objects.select_for_update(of=("self",))
+        .select_related("agent")
+        .filter(id=run_id)
+        .first()
+    )
+    if run is None:
+        return None
+    model = (
+        AgentStep.objects.filter(run_id=run_id, kind=StepKind.MODEL_CALL).order_by("-index").first()
+    )
+    calls: list[ToolCall] = []
+    observed = False
+    tools: dict[str, ToolDefinition] = {}
+    if model is not None:
+        calls = list(
+            ToolCall.objects.filter(run_id=run_id, step__index__gt=model.index).order_by(
+                "created_at", "position"
+            )
+        )
+        observed = AgentStep.objects.filter(
+            run_id=run_id, kind=StepKind.OBSERVATION, index__gt=model.index
+        ).exists()
+        names = [c.get("name") for c in model.payload.get("tool_calls") or []]
+        if model.status == StepStatus.STARTED:
+            names += list(run.agent.tool_policy or {})
+        if names:
+            tools = {
+                t.name: t
+                for t in ToolDefinition.objects.filter(
+                    workspace_id=run.workspace_id, name__in=names
+                )
+            }
+    return Loaded(
+        run=run, agent=run.agent, model=model, calls=calls, observed=observed, tools=tools
+    )
+
+
+def _write_orm(changes: Changes, now: datetime) -> Written:
+    from agentmaestro.runs.events.store import append_events
+
+    run = changes.run
+    AgentRun.objects.filter(id=run.id).update(
+        status=run.status,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        output=run.output,
+        error=run.error,
+        step_count=run.step_count,
+        tool_call_count=run.tool_call_count,
+        input_tokens=run.input_tokens,
+        output_tokens=run.output_tokens,
+        tick_failures=0,
+    )
+    finished = 0
+    for step, fence in changes.finished_steps:
+        fenced = AgentStep.objects.filter(id=step.id, run_id=run.id, status=StepStatus.STARTED)
+        if fence is not None:
+            fenced = fenced.filter(attempt=fence)
+        finished += fenced.update(
+            status=step.status,
+            payload=step.payload,
+            finished_at=step.finished_at,
+            lease_expires_at=None,
+        )
+    created = AgentStep.objects.bulk_create(
+        [
+            AgentStep(
+                run_id=run.id,
+                index=s.index,
+                kind=s.kind,
+                status=s.status,
+                payload=s.payload,
+                created_at=s.created_at,
+                finished_at=s.finished_at,
+                attempt=s.attempt,
+                lease_expires_at=s.lease_expires_at,
+            )
+            for s in changes.new_steps
+        ]
+    )
+    step_ids = {s.index: s.id for s in created}
+    changed = 0
+    for call, fence_status, fence_attempt in changes.changed_calls:
+        changed += ToolCall.objects.filter(
+            id=call.id, run_id=run.id, status=fence_status, attempt=fence_attempt
+        ).update(
+            status=call.status,
+            attempt=call.attempt,
+            result=call.result,
+            error=call.error,
+            started_at=call.started_at,
+            finished_at=call.finished_at,
+            lease_expires_at=call.lease_expires_at,
+        )
+    for call, step_index in changes.new_calls:
+        call.step_id = step_ids[step_index]
+    ToolCall.objects.bulk_create([call for call, _ in changes.new_calls])
+    ToolExecution.objects.bulk_create(changes.executions, ignore_conflicts=True)
+    stored = append_events(run.id, changes.events)
+    return Written(events=stored, step_ids=step_ids, finished_steps=finished, changed_calls=changed)
+
+
+# --- What a model call needs: the conversation so far and the tools on offer -------------
+
+
+@dataclass
+class ModelContext:
+    system_prompt: str
+    input: Any
+    model_settings: dict[str, Any]
+    tool_policy: dict[str, Any]
+    # (kind, status, payload) of the run's MODEL_CALL and OBSERVATION steps, in order,
+    # without the step being answered.
+    steps: list[tuple[str, str, dict[str, Any]]]
+    # The workspace's tools named in the agent's policy.
+    tools: list[ToolDefinition]
+
+
+_PG_MODEL_CONTEXT = """
+SELECT a.system_prompt, r.input, a.model_settings, a.tool_policy,
+       (SELECT json_agg(json_build_array(s.kind, s.status, s.payload) ORDER BY s.index)
+          FROM runs_agentstep s
+         WHERE s.run_id = r.id AND s.kind IN ('MODEL_CALL', 'OBSERVATION') AND s.id <> %s),
+       (SELECT json_agg(json_build_array(t.name, t.description, t.args_schema) ORDER BY t.name)
+          FROM tools_tooldefinition t
+         WHERE t.workspace_id = r.workspace_id
+           AND t.name IN (SELECT jsonb_object_keys(a.tool_policy)))
+  FROM runs_agentrun r JOIN agents_agent a ON a.id = r.agent_id
+ WHERE r.id = %s
+"""
+
+
+def read_model_context(run_id: uuid.UUID, step_id: int) -> ModelContext:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_PG_MODEL_CONTEXT, [step_id, run_id])
+            row = cursor.fetchone()
+        if row is None:
+            raise AgentRun.DoesNotExist(f"no run {run_id}")
+        prompt, input_, settings, policy, steps, tools = row
+        return ModelContext(
+            system_prompt=prompt,
+            input=_json(input_),
+            model_settings=_json(settings),
+            tool_policy=_json(policy),
+            steps=[(k, s, p) for k, s, p in _json(steps) or ()],
+            tools=[
+                ToolDefinition(name=n, description=d, args_schema=a)
+                for n, d, a in _json(tools) or ()
+            ],
+        )
+    run = AgentRun.objects.select_related("agent").get(id=run_id)
+    agent = run.agent
+    policy = agent.tool_policy or {}
+    return ModelContext(
+        system_prompt=agent.system_prompt,
+        input=run.input,
+        model_settings=agent.model_settings,
+        tool_policy=policy,
+        steps=list(
+            AgentStep.objects.filter(
+                run_id=run_id, kind__in=[StepKind.MODEL_CALL, StepKind.OBSERVATION]
+            )
+            .exclude(id=step_id)
+            .order_by("index")
+            .values_list("kind", "status", "payload")
+        ),
+        tools=list(
+            ToolDefinition.objects.filter(
+                workspace_id=run.workspace_id, name__in=list(policy)
+            ).order_by("name")
+        ),
+    )
