@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -270,7 +271,7 @@ class Capture:
     ops: list[tuple[Any, ...]]  # ("BEGIN",) ("COMMIT",) ("SQL", sql, params, autocommit)
     messages: list[str]
     reconnects: int
-    model_marks: list[int]  # len(ops) when each model call was dispatched
+    model_marks: list[int]  # len(ops) when each model call read its conversation
 
 
 def run_in_process(run_id: uuid.UUID) -> Capture:
@@ -293,7 +294,6 @@ def run_in_process(run_id: uuid.UUID) -> Capture:
     def start_activities(model_steps: Any, tool_calls: Any) -> None:
         for step_id in model_steps:
             capture.messages.append("model_call")
-            capture.model_marks.append(len(capture.ops))
             queue.append((tasks.model_call, step_id))
         for call_id in tool_calls:
             capture.messages.append("tool_call")
@@ -304,6 +304,9 @@ def run_in_process(run_id: uuid.UUID) -> Capture:
         if not autocommit and not state["tx"]:
             capture.ops.append(("BEGIN",))
             state["tx"] = True
+        if "kind IN ('MODEL_CALL', 'OBSERVATION')" in sql:
+            # Every model call, inline or dispatched, first reads its conversation.
+            capture.model_marks.append(len(capture.ops))
         capture.ops.append(("SQL", sql, params, autocommit))
         return execute(sql, params, many, context)
 
@@ -321,6 +324,11 @@ def run_in_process(run_id: uuid.UUID) -> Capture:
     patched: Any = dispatch
     saved = patched.enqueue_tick, patched.start_activities
     patched.enqueue_tick, patched.start_activities = enqueue_tick, start_activities
+    # The capture's own bookkeeping slows every statement; it must not push the run past
+    # eager continuation's time slice, which a real worker's run of 10 iterations is not.
+    patched_tasks: Any = tasks
+    saved_drive = patched_tasks.drive
+    patched_tasks.drive = functools.partial(saved_drive, slice_ms=60_000)
     connection._commit = commit
     connection_created.connect(created)
     try:
@@ -331,6 +339,7 @@ def run_in_process(run_id: uuid.UUID) -> Capture:
                 task(arg)
     finally:
         patched.enqueue_tick, patched.start_activities = saved
+        patched_tasks.drive = saved_drive
         del connection._commit
         connection_created.disconnect(created)
     return capture
@@ -342,7 +351,7 @@ def capture_stats(capture: Capture, iterations: int) -> dict[str, float]:
     begins = sum(1 for op in ops if op[0] == "BEGIN")
     commits = sum(1 for op in ops if op[0] == "COMMIT")
     autocommits = sum(1 for op in ops if op[0] == "SQL" and op[3])
-    # One middle iteration: from one model call's dispatch to the next one's.
+    # One middle iteration: from one model call's start to the next one's.
     k = len(capture.model_marks) // 2
     middle = ops[capture.model_marks[k - 1] : capture.model_marks[k]]
     return {
@@ -402,7 +411,12 @@ def replay_template(capture: Capture, run_id: uuid.UUID) -> dict[str, Any]:
             sym_params = {key: sym(v) for key, v in params.items()}
         else:
             sym_params = [sym(v) for v in params]
-        inserts_step = sql.lstrip().startswith('INSERT INTO "runs_agentstep"')
+        # The ORM's INSERT returns the new step's id; the engine's step write
+        # (runs/engine/store.py) returns [index, id] pairs of the steps it inserted.
+        inserts_step = (
+            sql.lstrip().startswith('INSERT INTO "runs_agentstep"')
+            or "INSERT INTO runs_agentstep" in sql
+        )
         statements.append(("SQL", sql, sym_params, inserts_step))
     return {"statements": statements, "run": run_s, "calls": call_ids, "steps": len(step_ids)}
 
@@ -450,7 +464,10 @@ def _replay_one(conn: Any, template: dict[str, Any], run_id: str) -> None:
                 cur.execute(sql, [real(v) for v in params])
             if cur.description is not None:
                 rows = cur.fetchall()
-                if inserts_step:
+                if inserts_step and rows and isinstance(rows[0][-1], list):
+                    for _index, step_id in sorted(rows[0][-1]):
+                        steps[len(steps)] = step_id
+                elif inserts_step and rows:
                     steps[len(steps)] = rows[0][0]
 
 

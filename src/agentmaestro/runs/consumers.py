@@ -148,6 +148,7 @@ class RunStreamConsumer(BaseSocket):
                 "type": "token.delta",
                 "ephemeral": True,
                 "step_id": message["step_id"],
+                "step_index": message["step_index"],
                 "text": message["text"],
             }
         )

@@ -125,9 +125,17 @@ class RunEvent(models.Model):
     """One immutable entry of a run's log. ``seq`` is gapless per run, starting at 1."""
 
     # No separate index on run_id: the (run, seq) unique index serves every lookup by run,
-    # and a second index measurably slows the append path (see bench/events.py).
+    # and a second index measurably slows the append path (see bench/events.py). No
+    # database foreign key either: every event is inserted by the statement that bumps its
+    # run's last_seq (events/store.py, engine/store.py), so its run exists and is locked,
+    # and a deferred check per event at every commit is pure cost on the hottest table.
+    # Deleting a run still deletes its events (Django's CASCADE).
     run = models.ForeignKey(
-        AgentRun, on_delete=models.CASCADE, related_name="events", db_index=False
+        AgentRun,
+        on_delete=models.CASCADE,
+        related_name="events",
+        db_index=False,
+        db_constraint=False,
     )
     seq = models.BigIntegerField()
     type = models.CharField(max_length=64)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -47,7 +48,7 @@ from agentmaestro.runs.engine.tick import (
 from agentmaestro.runs.events.broadcast import broadcaster, run_group
 from agentmaestro.runs.events.store import append_events
 from agentmaestro.runs.events.types import NewEvent
-from agentmaestro.runs.models import AgentRun, ToolCall
+from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
 from agentmaestro.runs.services.payloads import tool_call_updated_payload
 from agentmaestro.runs.states import StepKind, StepStatus, ToolCallStatus
 from agentmaestro.tools.builtins import BUILTIN_TOOLS, ToolFailed
@@ -62,6 +63,8 @@ __all__ = ["MODEL_LEASE", "TOOL_LEASE_GRACE"]
 class Claim:
     run_id: uuid.UUID
     attempt: int
+    # Model calls: the step's index in its run.
+    step_index: int = 0
 
 
 # Model calls --------------------------------------------------------------------------
@@ -70,7 +73,7 @@ _CLAIM_MODEL = """
 UPDATE runs_agentstep
    SET attempt = attempt + 1, lease_expires_at = %s
  WHERE id = %s AND status = 'STARTED' AND (lease_expires_at IS NULL OR lease_expires_at < %s)
-RETURNING run_id, attempt
+RETURNING run_id, attempt, index
 """
 
 
@@ -89,11 +92,24 @@ def claim_model_call(step_id: int) -> Claim | None:
     if row is None:
         return None  # done, cancelled, or another worker holds a live lease: fine
     run_id = row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(hex=row[0])
-    return Claim(run_id=run_id, attempt=row[1])
+    return Claim(run_id=run_id, attempt=row[1], step_index=row[2])
 
 
-def build_model_request(run_id: uuid.UUID, step_id: int) -> tuple[str, ModelRequest]:
-    context = read_model_context(run_id, step_id)
+def build_model_request(
+    run_id: uuid.UUID, step_index: int, unwritten: Sequence[AgentStep] = ()
+) -> tuple[str, ModelRequest]:
+    """The request for the MODEL_CALL step at ``step_index``: the conversation so far.
+
+    ``unwritten``: steps of the caller's uncommitted plan; those before ``step_index``
+    are part of the conversation but not in the database yet.
+    """
+    first_unwritten = min((s.index for s in unwritten), default=step_index)
+    context = read_model_context(run_id, min(step_index, first_unwritten))
+    context.steps += [
+        (s.kind, s.status, s.payload)
+        for s in sorted(unwritten, key=lambda s: s.index)
+        if s.index < step_index and s.kind in (StepKind.MODEL_CALL, StepKind.OBSERVATION)
+    ]
     settings: dict[str, Any] = dict(context.model_settings or {})
     messages: list[Message] = []
     if context.system_prompt:
@@ -140,22 +156,49 @@ def build_model_request(run_id: uuid.UUID, step_id: int) -> tuple[str, ModelRequ
     return str(settings.get("provider", "scripted")), request
 
 
-def run_model_call(step_id: int, claim: Claim, *, release_connection: bool = True) -> ModelResponse:
-    """Call the model. Raises ProviderError; never holds a transaction."""
-    provider_name, request = build_model_request(claim.run_id, step_id)
-    if release_connection:
-        connection.close()  # back to the pool: 1,000 calls in flight must not hold 1,000
+def run_model_call(step_id: int, claim: Claim) -> ModelResponse:
+    """Call the model. Raises ProviderError; never holds a transaction or connection."""
+    provider_name, request = build_model_request(claim.run_id, claim.step_index)
+    connection.close()  # back to the pool: 1,000 calls in flight must not hold 1,000
     group = run_group(claim.run_id)
 
     def on_delta(text: str) -> None:
-        broadcaster.publish([(group, {"type": "run.delta", "step_id": step_id, "text": text})])
+        broadcaster.publish([(group, _delta(step_id, claim.step_index, text))])
 
     return get_provider(provider_name).complete(request, on_delta)
 
 
+def _delta(step_id: int | None, step_index: int, text: str) -> dict[str, Any]:
+    return {"type": "run.delta", "step_id": step_id, "step_index": step_index, "text": text}
+
+
+def answer_inline(activity: Activity, unwritten: Sequence[AgentStep]) -> ModelResult:
+    """Answer a model call claimed for inline execution, inside the caller's step.
+
+    Only for providers that do no I/O (``providers.runs_inline``): the call runs while
+    the step holds the run's lock. Its deltas go out after the step commits, so no
+    watcher sees text from a step that might yet roll back.
+    """
+    index = activity.model_index
+    claim = Claim(activity.run_id, activity.attempt, index)
+    provider_name, request = build_model_request(activity.run_id, index, unwritten)
+    deltas: list[str] = []
+    try:
+        response = get_provider(provider_name).complete(request, deltas.append)
+    except ProviderError as failure:
+        return model_failure(0, claim, failure)
+    step = next(s for s in unwritten if s.index == index)
+    group = run_group(activity.run_id)
+    transaction.on_commit(
+        lambda: broadcaster.publish([(group, _delta(step.id, index, text)) for text in deltas]),
+        robust=True,
+    )
+    return model_result(0, claim, response)
+
+
 def model_result(step_id: int, claim: Claim, response: ModelResponse) -> ModelResult:
     return ModelResult(
-        step_id=step_id,
+        step_index=claim.step_index,
         attempt=claim.attempt,
         text=response.text,
         tool_calls=response.tool_calls,
@@ -166,7 +209,9 @@ def model_result(step_id: int, claim: Claim, response: ModelResponse) -> ModelRe
 
 def model_failure(step_id: int, claim: Claim, error: ProviderError) -> ModelResult:
     return ModelResult(
-        step_id=step_id, attempt=claim.attempt, error={"code": error.code, "message": error.message}
+        step_index=claim.step_index,
+        attempt=claim.attempt,
+        error={"code": error.code, "message": error.message},
     )
 
 
@@ -181,8 +226,6 @@ def record_model_failure(step_id: int, claim: Claim, error: ProviderError) -> bo
 
 def release_model_call(step_id: int, claim: Claim) -> None:
     """Give up the lease after a transient failure, so the retry can claim again."""
-    from agentmaestro.runs.models import AgentStep
-
     AgentStep.objects.filter(id=step_id, attempt=claim.attempt, status=StepStatus.STARTED).update(
         lease_expires_at=None
     )
@@ -247,20 +290,14 @@ def record_tool_result(
 
 def run_inline(activity: Activity) -> ActivityResult | None:
     """Run an activity its step claimed for this worker; None if handed to the broker."""
-    claim = Claim(activity.run_id, activity.attempt)
     if activity.model_step is not None:
-        step_id = activity.model_step
-        try:
-            response = run_model_call(step_id, claim, release_connection=False)
-        except ProviderError as failure:
-            if failure.transient:
-                from agentmaestro.runs import dispatch
+        # Inline model calls are answered inside the step that starts them
+        # (answer_inline); one left over goes to the broker like any other.
+        from agentmaestro.runs import dispatch
 
-                release_model_call(step_id, claim)
-                dispatch.start_activities([step_id], [])
-                return None
-            return model_failure(step_id, claim, failure)
-        return model_result(step_id, claim, response)
+        release_model_call(activity.model_step, Claim(activity.run_id, activity.attempt))
+        dispatch.start_activities([activity.model_step], [])
+        return None
     assert activity.tool_call is not None
     assert activity.tool_name is not None
     builtin = BUILTIN_TOOLS.get(activity.tool_name)

@@ -47,8 +47,7 @@ class Loaded:
     model: AgentStep | None
     calls: list[ToolCall]
     observed: bool
-    # Definitions of the tools the newest model step asked for (or, while it is still
-    # STARTED, of every tool in the agent's policy), by name.
+    # Definitions of the tools in the agent's policy, by name.
     tools: dict[str, ToolDefinition]
 
 
@@ -79,6 +78,16 @@ class Written:
     # How many fenced rows matched; fewer than asked means a fence failed.
     finished_steps: int
     changed_calls: int
+
+
+def compact(sql: str) -> str:
+    """The statement as sent: comments dropped, whitespace collapsed.
+
+    psycopg caches its parse of a query only up to 4,096 bytes; the commented forms
+    below are longer, and parsing them again on every step measurably costs.
+    """
+    lines = (line.split("--", 1)[0] for line in sql.splitlines())
+    return " ".join(" ".join(lines).split())
 
 
 class FenceFailed(Exception):
@@ -130,18 +139,13 @@ SELECT r.workspace_id, r.agent_id, r.status, r.input, r.created_at, r.started_at
        -- whether that turn's observations are already recorded
        EXISTS (SELECT 1 FROM runs_agentstep o
                 WHERE o.run_id = r.id AND o.kind = 'OBSERVATION' AND o.index > m.index),
-       -- the definitions of the tools the newest model turn asked for, or, while its
-       -- answer may be recorded by this step, of every tool in the agent's policy
+       -- the definitions of the tools in the agent's policy: any step may record a
+       -- model's answer (an inline model is answered within the step) and vet its calls
        (SELECT json_agg(json_build_array(t.id, t.name, t.args_schema, t.executor,
                                          t.timeout_seconds))
           FROM tools_tooldefinition t
          WHERE t.workspace_id = r.workspace_id
-           AND t.name IN (SELECT CASE WHEN m.status = 'STARTED' THEN k ELSE NULL END
-                            FROM jsonb_object_keys(a.tool_policy) AS k
-                           UNION ALL
-                          SELECT e->>'name'
-                            FROM jsonb_array_elements(coalesce(m.payload->'tool_calls', '[]'))
-                                 AS e))
+           AND t.name IN (SELECT jsonb_object_keys(a.tool_policy)))
   FROM runs_agentrun r
   JOIN agents_agent a ON a.id = r.agent_id
   LEFT JOIN LATERAL (SELECT s.id, s.index, s.status, s.payload, s.attempt, s.created_at,
@@ -152,6 +156,7 @@ SELECT r.workspace_id, r.agent_id, r.status, r.input, r.created_at, r.started_at
  WHERE r.id = %s
    FOR UPDATE OF r
 """
+_PG_READ = compact(_PG_READ)
 
 
 def _json(value: Any) -> Any:
@@ -275,8 +280,8 @@ WITH bump AS (
        SET status = u.status, payload = u.payload, finished_at = u.finished_at,
            lease_expires_at = NULL
       FROM jsonb_to_recordset(%(finished_steps)s::jsonb)
-           AS u(id bigint, status text, payload jsonb, finished_at timestamptz, fence int)
-     WHERE s.id = u.id AND s.run_id = %(run_id)s AND s.status = 'STARTED'
+           AS u(index int, status text, payload jsonb, finished_at timestamptz, fence int)
+     WHERE s.run_id = %(run_id)s AND s.index = u.index AND s.status = 'STARTED'
        AND (u.fence IS NULL OR s.attempt = u.fence)
  RETURNING s.id
 ), new_steps AS (
@@ -338,6 +343,7 @@ SELECT bump.last_seq, bump.workspace_id, bump.status,
        (SELECT json_agg(json_build_array(index, id)) FROM new_steps)
   FROM bump
 """
+_PG_WRITE = compact(_PG_WRITE)
 
 
 def _default(value: Any) -> Any:
@@ -371,7 +377,7 @@ def _write_postgresql(changes: Changes, now: datetime) -> Written:
         "finished_steps": _dumps(
             [
                 {
-                    "id": s.id,
+                    "index": s.index,
                     "status": s.status,
                     "payload": s.payload,
                     "finished_at": s.finished_at,
@@ -496,16 +502,13 @@ def _read_orm(run_id: uuid.UUID) -> Loaded | None:
         observed = AgentStep.objects.filter(
             run_id=run_id, kind=StepKind.OBSERVATION, index__gt=model.index
         ).exists()
-        names = [c.get("name") for c in model.payload.get("tool_calls") or []]
-        if model.status == StepStatus.STARTED:
-            names += list(run.agent.tool_policy or {})
-        if names:
-            tools = {
-                t.name: t
-                for t in ToolDefinition.objects.filter(
-                    workspace_id=run.workspace_id, name__in=names
-                )
-            }
+
+    names = list(run.agent.tool_policy or {})
+    if names:
+        tools = {
+            t.name: t
+            for t in ToolDefinition.objects.filter(workspace_id=run.workspace_id, name__in=names)
+        }
     return Loaded(
         run=run, agent=run.agent, model=model, calls=calls, observed=observed, tools=tools
     )
@@ -529,7 +532,9 @@ def _write_orm(changes: Changes, now: datetime) -> Written:
     )
     finished = 0
     for step, fence in changes.finished_steps:
-        fenced = AgentStep.objects.filter(id=step.id, run_id=run.id, status=StepStatus.STARTED)
+        fenced = AgentStep.objects.filter(
+            run_id=run.id, index=step.index, status=StepStatus.STARTED
+        )
         if fence is not None:
             fenced = fenced.filter(attempt=fence)
         finished += fenced.update(
@@ -585,8 +590,8 @@ class ModelContext:
     input: Any
     model_settings: dict[str, Any]
     tool_policy: dict[str, Any]
-    # (kind, status, payload) of the run's MODEL_CALL and OBSERVATION steps, in order,
-    # without the step being answered.
+    # (kind, status, payload) of the run's MODEL_CALL and OBSERVATION steps before the
+    # one being answered, in order.
     steps: list[tuple[str, str, dict[str, Any]]]
     # The workspace's tools named in the agent's policy.
     tools: list[ToolDefinition]
@@ -596,7 +601,7 @@ _PG_MODEL_CONTEXT = """
 SELECT a.system_prompt, r.input, a.model_settings, a.tool_policy,
        (SELECT json_agg(json_build_array(s.kind, s.status, s.payload) ORDER BY s.index)
           FROM runs_agentstep s
-         WHERE s.run_id = r.id AND s.kind IN ('MODEL_CALL', 'OBSERVATION') AND s.id <> %s),
+         WHERE s.run_id = r.id AND s.kind IN ('MODEL_CALL', 'OBSERVATION') AND s.index < %s),
        (SELECT json_agg(json_build_array(t.name, t.description, t.args_schema) ORDER BY t.name)
           FROM tools_tooldefinition t
          WHERE t.workspace_id = r.workspace_id
@@ -604,12 +609,13 @@ SELECT a.system_prompt, r.input, a.model_settings, a.tool_policy,
   FROM runs_agentrun r JOIN agents_agent a ON a.id = r.agent_id
  WHERE r.id = %s
 """
+_PG_MODEL_CONTEXT = compact(_PG_MODEL_CONTEXT)
 
 
-def read_model_context(run_id: uuid.UUID, step_id: int) -> ModelContext:
+def read_model_context(run_id: uuid.UUID, before_index: int) -> ModelContext:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(_PG_MODEL_CONTEXT, [step_id, run_id])
+            cursor.execute(_PG_MODEL_CONTEXT, [before_index, run_id])
             row = cursor.fetchone()
         if row is None:
             raise AgentRun.DoesNotExist(f"no run {run_id}")
@@ -635,9 +641,10 @@ def read_model_context(run_id: uuid.UUID, step_id: int) -> ModelContext:
         tool_policy=policy,
         steps=list(
             AgentStep.objects.filter(
-                run_id=run_id, kind__in=[StepKind.MODEL_CALL, StepKind.OBSERVATION]
+                run_id=run_id,
+                kind__in=[StepKind.MODEL_CALL, StepKind.OBSERVATION],
+                index__lt=before_index,
             )
-            .exclude(id=step_id)
             .order_by("index")
             .values_list("kind", "status", "payload")
         ),

@@ -86,7 +86,9 @@ MAX_FENCE_RETRIES = 5
 class ModelResult:
     """A model call's outcome: a response, or a final error."""
 
-    step_id: int
+    # The MODEL_CALL step's index in its run (its row may not be written yet: an inline
+    # model call is answered in the step that starts it).
+    step_index: int
     attempt: int
     text: str = ""
     tool_calls: tuple[RequestedToolCall, ...] = ()
@@ -114,6 +116,7 @@ class Activity:
 
     run_id: uuid.UUID
     model_step: int | None = None
+    model_index: int = 0
     tool_call: uuid.UUID | None = None
     attempt: int = 0
     # Tool calls: what to run (an inline built-in needs nothing else).
@@ -159,8 +162,11 @@ class _Plan:
         self.run = loaded.run
         self.now = now
         self.eager = eager
+        # The newest model step and its turn: a step that starts a model call starts a
+        # new turn, with no calls and no observations yet.
         self.model = loaded.model
         self.calls = list(loaded.calls)
+        self.observed = loaded.observed
         self.changes = Changes(run=self.run)
         self.result = TickResult(commands=[], status=RunStatus(self.run.status))
 
@@ -175,7 +181,7 @@ class _Plan:
         step = self.model
         if (
             step is None
-            or step.id != outcome.step_id
+            or step.index != outcome.step_index
             or step.status != StepStatus.STARTED
             or step.attempt != outcome.attempt
         ):
@@ -199,7 +205,9 @@ class _Plan:
             }
         step.finished_at = self.now
         step.lease_expires_at = None
-        self.changes.finished_steps.append((step, outcome.attempt))
+        if step.id is not None:
+            self.changes.finished_steps.append((step, outcome.attempt))
+        # else: started by this same step, so its row is inserted already finished.
         self.changes.events.append(NewEvent("step.updated", step_updated_payload(step)))
         if outcome.input_tokens or outcome.output_tokens:
             self.run.input_tokens += outcome.input_tokens
@@ -237,6 +245,14 @@ class _Plan:
         self.changes.events.append(NewEvent("tool_call.updated", tool_call_updated_payload(call)))
         return True
 
+    def take_inline_model(self) -> Activity | None:
+        """The model call this step started and claimed to answer inline, if any."""
+        for activity in self.result.claimed:
+            if activity.model_index:
+                self.result.claimed.remove(activity)
+                return activity
+        return None
+
     # The state decide() sees ----------------------------------------------------------
 
     def state(self) -> RunState:
@@ -268,7 +284,7 @@ class _Plan:
                 ToolCallView(str(c.id), c.tool_name, ToolCallStatus(c.status), c.result, c.error)
                 for c in self.calls
             ),
-            observations_recorded=self.loaded.observed,
+            observations_recorded=self.observed,
         )
 
     # Commands -------------------------------------------------------------------------
@@ -314,6 +330,7 @@ class _Plan:
                     else:
                         payload["result"] = view.result
                     self._new_step(StepKind.OBSERVATION, payload)
+                self.observed = True
             case RecordMessage(text=text):
                 self._new_step(StepKind.MESSAGE, {"text": text})
 
@@ -346,10 +363,14 @@ class _Plan:
             # Claimed for this worker as it is created: the same fencing as a claim.
             step.attempt = 1
             step.lease_expires_at = self.now + INLINE_MODEL_LEASE
-            self.result.claimed.append(Activity(self.run.id, model_step=step.index, attempt=1))
+            self.result.claimed.append(
+                Activity(self.run.id, model_step=step.index, model_index=step.index, attempt=1)
+            )
         else:
             self.result.model_steps.append(step.index)  # an index until written: see advance()
         self.model = step
+        self.calls = []
+        self.observed = False
 
     def _create_tool_call(
         self, step: AgentStep, position: int, requested: RequestedToolCall
@@ -480,38 +501,52 @@ def advance(
     run_id: uuid.UUID,
     results: tuple[ActivityResult, ...] = (),
     *,
-    eager: bool = False,
+    eager_until: float | None = None,
     decide_next: bool = True,
 ) -> TickResult | None:
     """Record ``results`` and take the run's next decision, in one commit.
 
     Returns None if there is no such run. Idempotent: with nothing to record and
     nothing to decide it writes nothing, so duplicate deliveries are harmless.
-    ``eager`` claims the fast activities it starts for the caller to run inline.
+
+    ``eager_until`` (a ``time.monotonic()`` deadline) turns on eager continuation: the
+    fast activities the step starts are claimed for the caller to run inline, and an
+    inline model call (no I/O) is answered right here, its turn decided in the same
+    commit — until the deadline passes.
+
     ``decide_next=False`` only records the results and enqueues a tick after commit —
     two commits instead of one, the same outcome (the tests build in-between states
     with it).
     """
     for attempt in range(MAX_FENCE_RETRIES):
         try:
-            return _advance_once(run_id, results, eager=eager, decide_next=decide_next)
+            return _advance_once(run_id, results, eager_until, decide_next=decide_next)
         except FenceFailed:
             # A claim moved a row we were finishing; read again (the result may be stale).
             logger.info("run %s: fenced row moved, retrying step (%d)", run_id, attempt + 1)
-    return _advance_once(run_id, results, eager=eager, decide_next=decide_next)
+    return _advance_once(run_id, results, eager_until, decide_next=decide_next)
+
+
+def _eager(eager_until: float | None) -> bool:
+    return eager_until is not None and time.monotonic() < eager_until
 
 
 def _advance_once(
-    run_id: uuid.UUID, results: tuple[ActivityResult, ...], *, eager: bool, decide_next: bool
+    run_id: uuid.UUID,
+    results: tuple[ActivityResult, ...],
+    eager_until: float | None,
+    *,
+    decide_next: bool,
 ) -> TickResult | None:
     from agentmaestro.runs import dispatch
+    from agentmaestro.runs.engine import activities
 
     with transaction.atomic():
         loaded = read_locked(run_id)
         if loaded is None:
             return None
         now = timezone.now()
-        plan = _Plan(loaded, now, eager=eager)
+        plan = _Plan(loaded, now, eager=_eager(eager_until))
         plan.result.accepted = [plan.record(outcome) for outcome in results]
         commands: list[Command] = []
         try:
@@ -519,6 +554,16 @@ def _advance_once(
                 commands = decide(plan.state())
                 for command in commands:
                     plan.apply(command)
+                # An inline model call is answered inside this step: the same claim and
+                # fencing as an activity, but no commit, no broker hop, no second read.
+                while (inline := plan.take_inline_model()) is not None:
+                    answer = activities.answer_inline(inline, plan.changes.new_steps)
+                    plan.record(answer)
+                    plan.eager = _eager(eager_until)
+                    more = decide(plan.state())
+                    for command in more:
+                        plan.apply(command)
+                    commands += more
         except Exception:
             if not results:
                 raise
@@ -572,8 +617,8 @@ def drive(
     from agentmaestro.runs.engine import activities
 
     budget = settings.CONFIG.eager_slice_ms if slice_ms is None else slice_ms
-    deadline = time.monotonic() + budget / 1000
-    outcome = advance(run_id, results, eager=budget > 0)
+    deadline = time.monotonic() + budget / 1000 if budget > 0 else None
+    outcome = advance(run_id, results, eager_until=deadline)
     while outcome is not None and outcome.claimed:
         done = tuple(
             result
@@ -582,5 +627,5 @@ def drive(
         )
         if not done:
             break
-        outcome = advance(run_id, done, eager=time.monotonic() < deadline)
+        outcome = advance(run_id, done, eager_until=deadline)
     return outcome
