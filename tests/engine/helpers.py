@@ -50,3 +50,17 @@ def use_broker(url: str) -> None:
     celery_app._pool = None  # type: ignore[attr-defined]
     celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]
     celery_app.conf.update(broker_url=url)
+
+
+class MemoryBroker:
+    """The Celery app pointed at ``memory://``; the test delivers the messages itself."""
+
+    def drain(self) -> list[tuple[str, Any]]:
+        """Every message waiting, as (task name, first argument), oldest first."""
+        messages = []
+        with celery_app.connection_for_write() as conn:
+            channel: Any = conn.default_channel  # (the stubs lack basic_get)
+            for name in ("ticks", "activities"):
+                while (message := channel.basic_get(name, no_ack=True)) is not None:
+                    messages.append((message.headers["task"], message.decode()[0][0]))
+        return messages

@@ -13,7 +13,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -23,51 +23,17 @@ from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from agentmaestro.agents.providers.base import ModelResponse, Usage
-from agentmaestro.celery import app
 from agentmaestro.runs.engine import activities
 from agentmaestro.runs.engine.decide import RequestedToolCall, decide
 from agentmaestro.runs.engine.state import load_state
 from agentmaestro.runs.engine.tick import tick
-from agentmaestro.runs.events.broadcast import broadcaster
 from agentmaestro.runs.models import AgentRun, AgentStep, RunEvent, ToolCall
 from agentmaestro.runs.services.runs import run_create
 from agentmaestro.runs.states import StepKind, StepStatus, ToolCallStatus
-from tests.engine.helpers import scripted_agent, use_broker
+from tests.engine.helpers import MemoryBroker, scripted_agent
 from tests.factories import Personas
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-# The broker, in process ------------------------------------------------------------
-
-
-class MemoryBroker:
-    """The Celery app pointed at ``memory://``; the test delivers the messages itself."""
-
-    def drain(self) -> list[tuple[str, Any]]:
-        """Every message waiting, as (task name, first argument), oldest first."""
-        messages = []
-        with app.connection_for_write() as conn:
-            channel: Any = conn.default_channel  # (the stubs lack basic_get)
-            for name in ("ticks", "activities"):
-                while (message := channel.basic_get(name, no_ack=True)) is not None:
-                    messages.append((message.headers["task"], message.decode()[0][0]))
-        return messages
-
-
-@pytest.fixture
-def memory_broker() -> Iterator[MemoryBroker]:
-    previous = app.conf.broker_url
-    use_broker("memory://")
-    broker = MemoryBroker()
-    broker.drain()  # memory:// is process-wide: start from an empty broker
-    # Nobody watches these runs; publishing every event would only compete for the CPU.
-    broadcaster.drop_hook = lambda group, message: True
-    try:
-        yield broker
-    finally:
-        broadcaster.drop_hook = None
-        use_broker(previous)
 
 
 # Driving a run by hand ------------------------------------------------------------

@@ -94,18 +94,20 @@ class FenceFailed(Exception):
     """A fenced row changed between the read and the write; the caller rolls back."""
 
 
+def hand_written() -> bool:
+    """Whether this connection takes the hand-written statements (else the ORM form)."""
+    return connection.vendor == "postgresql"
+
+
 def read_locked(run_id: uuid.UUID) -> Loaded | None:
-    if connection.vendor == "postgresql":
+    if hand_written():
         return _read_postgresql(run_id)
     return _read_orm(run_id)
 
 
 def write_changes(changes: Changes, now: datetime) -> Written:
     """Write ``changes`` in the caller's transaction; raises FenceFailed (caller rolls back)."""
-    if connection.vendor == "postgresql":
-        written = _write_postgresql(changes, now)
-    else:
-        written = _write_orm(changes, now)
+    written = _write_postgresql(changes, now) if hand_written() else _write_orm(changes, now)
     if written.finished_steps != len(changes.finished_steps) or written.changed_calls != len(
         changes.changed_calls
     ):
@@ -613,7 +615,7 @@ _PG_MODEL_CONTEXT = compact(_PG_MODEL_CONTEXT)
 
 
 def read_model_context(run_id: uuid.UUID, before_index: int) -> ModelContext:
-    if connection.vendor == "postgresql":
+    if hand_written():
         with connection.cursor() as cursor:
             cursor.execute(_PG_MODEL_CONTEXT, [before_index, run_id])
             row = cursor.fetchone()
