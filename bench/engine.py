@@ -723,6 +723,31 @@ def overhead_phase(
     poller.conn.close()
 
 
+def eager_off_phase(fx: Fixtures, plan: Plan, results: dict[str, Any]) -> None:
+    """The overhead case again on workers with eager continuation off (every step's next
+    activity goes through the broker), to show what it saves. Not interleaved: the
+    workers must be restarted to change it."""
+    agent = scripted_agent(fx, ITERATIONS)
+    poller = Poller()
+    start_and_wait(create_runs(agent, fx.user, CONCURRENT), poller)  # warm-up
+    single: list[float] = []
+    batch: list[float] = []
+    for _ in range(plan.rounds * plan.single_runs):
+        ids = create_runs(agent, fx.user, 1)
+        start_and_wait(ids, poller)
+        single += iteration_ms(ids)
+    for _ in range(plan.rounds * plan.batches):
+        ids = create_runs(agent, fx.user, CONCURRENT)
+        batch.append(CONCURRENT * ITERATIONS / start_and_wait(ids, poller))
+    results["eager_off_ms_per_iteration_p50"] = round(common.percentile(single, 50), 3)
+    results["eager_off_iterations_per_s_20"] = round(common.median(batch), 1)
+    log(
+        f"eager off: {results['eager_off_ms_per_iteration_p50']:.2f} ms/it, "
+        f"{results['eager_off_iterations_per_s_20']:.0f} it/s"
+    )
+    poller.conn.close()
+
+
 # --- the bytes case ------------------------------------------------------------------
 
 
@@ -1017,6 +1042,22 @@ def report(results: dict[str, Any]) -> list[common.Row]:
         0.6,
     )
     row(
+        "ms/iteration p50, 1 run, eager continuation off",
+        "eager_off_ms_per_iteration_p50",
+        "langgraph_ms_per_iteration_p50",
+        "ms",
+        None,
+        None,
+    )
+    row(
+        "iterations/s, 20 runs, eager continuation off",
+        "eager_off_iterations_per_s_20",
+        "langgraph_iterations_per_s_20",
+        "it/s",
+        None,
+        None,
+    )
+    row(
         "runs/s, 20 runs (vs LangGraph)",
         "runs_per_s_20",
         "langgraph_runs_per_s_20",
@@ -1102,6 +1143,17 @@ def main() -> None:
                 finally:
                     for worker in workers:
                         common.stop_process(worker)
+                if "overhead" in cases:
+                    off = {"AGENTMAESTRO_EAGER_SLICE_MS": "0"}
+                    workers = [
+                        start_worker(tmp, f"off{i}", "ticks,activities", 10, **off) for i in (1, 2)
+                    ]
+                    try:
+                        wait_for_workers("off1", "off2")
+                        eager_off_phase(fx, plan, results)
+                    finally:
+                        for worker in workers:
+                            common.stop_process(worker)
             if "concurrency" in cases:
                 concurrency_phase(fx, plan, tmp, results)
     finally:

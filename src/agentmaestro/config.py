@@ -61,6 +61,8 @@ class Config(BaseSettings):
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
+    # The model of the "assistant" demo agent, seeded when a provider is configured.
+    assistant_model: str | None = Field(default=None, alias="AGENTMAESTRO_ASSISTANT_MODEL")
     anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
     model_base_urls: Annotated[list[str], NoDecode] = Field(
         default=[], alias="AGENTMAESTRO_MODEL_BASE_URLS"

@@ -94,9 +94,13 @@ def test_seeddemo_twice_creates_one_of_everything() -> None:
     assert (user.is_staff, user.is_superuser) == (True, True)
     workspace = Workspace.objects.get(slug="demo")
     assert WorkspaceMembership.objects.get(workspace=workspace).role == Role.OWNER
-    assert Agent.objects.get(workspace=workspace).slug == "demo-agent"
+    assert set(Agent.objects.filter(workspace=workspace).values_list("slug", flat=True)) == {
+        "demo-agent",
+        "flaky-tool",
+        "over-budget",
+    }
     assert ApiToken.objects.filter(user=user).count() == 1
-    agent = Agent.objects.get(workspace=workspace)
+    agent = Agent.objects.get(workspace=workspace, slug="demo-agent")
     assert agent.model_settings["provider"] == "scripted"
     assert len(agent.model_settings["script"]) == 3
     assert set(agent.tool_policy) == {"calculator", "current_time", "echo"}

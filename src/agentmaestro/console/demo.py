@@ -71,6 +71,95 @@ DEMO_SCRIPT: list[dict[str, Any]] = [
 ]
 
 
+# More demo agents, each showing one behaviour of the engine (scripted: no provider).
+FLAKY_AGENT_SLUG = "flaky-tool"
+FLAKY_SCRIPT: list[dict[str, Any]] = [
+    {
+        "text": "Splitting the bill: 120 among the guests.",
+        "tool_calls": [{"name": "calculator", "arguments": {"expression": "120 / 0"}}],
+        "delay_ms": MODEL_TURN_MS,
+    },
+    {
+        "text": "The tool refused a division by zero: there are 4 guests, so 120 / 4.",
+        "tool_calls": [{"name": "calculator", "arguments": {"expression": "120 / 4"}}],
+        "delay_ms": MODEL_TURN_MS,
+    },
+    {"text": "Each of the 4 guests pays 30.", "delay_ms": MODEL_TURN_MS},
+]
+BUDGET_AGENT_SLUG = "over-budget"
+BUDGET_MAX_TOOL_CALLS = 3
+BUDGET_SCRIPT: list[dict[str, Any]] = [
+    {
+        "text": f"Counting, step {i + 1}.",
+        "tool_calls": [{"name": "calculator", "arguments": {"expression": f"{i} + 1"}}],
+        "delay_ms": MODEL_TURN_MS // 2,
+    }
+    for i in range(10)
+]
+ASSISTANT_AGENT_SLUG = "assistant"
+DEFAULT_MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}
+
+
+@dataclass(frozen=True)
+class DemoAgent:
+    slug: str
+    name: str
+    description: str
+    model_settings: dict[str, Any]
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def demo_agents(config: Config) -> list[DemoAgent]:
+    """The demo agents: the scripted ones always, ``assistant`` when a provider is set."""
+    agents = [
+        DemoAgent(
+            DEMO_AGENT_SLUG,
+            "Demo agent",
+            DEMO_AGENT_DESCRIPTION,
+            {"provider": "scripted", "script": DEMO_SCRIPT},
+        ),
+        DemoAgent(
+            FLAKY_AGENT_SLUG,
+            "Flaky tool",
+            "A scripted agent whose first tool call fails (division by zero); the model "
+            "sees the error observation, corrects the call and finishes.",
+            {"provider": "scripted", "script": FLAKY_SCRIPT},
+        ),
+        DemoAgent(
+            BUDGET_AGENT_SLUG,
+            "Over budget",
+            f"A scripted agent that keeps calling tools; its budget of "
+            f"{BUDGET_MAX_TOOL_CALLS} tool calls ends the run FAILED with budget_tool_calls.",
+            {"provider": "scripted", "script": BUDGET_SCRIPT},
+            {"max_tool_calls": BUDGET_MAX_TOOL_CALLS},
+        ),
+    ]
+    provider = (
+        "openai"
+        if config.openai_api_key or config.openai_base_url
+        else "anthropic"
+        if config.anthropic_api_key
+        else None
+    )
+    if provider is not None:
+        model = config.assistant_model or DEFAULT_MODELS[provider]
+        agents.append(
+            DemoAgent(
+                ASSISTANT_AGENT_SLUG,
+                "Assistant",
+                f"A real model ({provider}, {model}) with the built-in tools.",
+                {"provider": provider, "model": model},
+                {
+                    "system_prompt": (
+                        "You are a concise assistant. Use the calculator for arithmetic "
+                        "and current_time for the date and time."
+                    )
+                },
+            )
+        )
+    return agents
+
+
 @dataclass
 class DemoSeed:
     user: AbstractUser
@@ -90,6 +179,7 @@ def seed_demo() -> DemoSeed:
         user, password = _demo_user(created)
         workspace = _demo_workspace(user, created)
         agent = _demo_agent(workspace, created)
+        _more_demo_agents(workspace, created)
         token = _demo_token(user, created)
         run = _demo_run(agent, user, created)
     return DemoSeed(
@@ -161,6 +251,26 @@ def _demo_agent(workspace: Workspace, created: list[str]) -> Agent:
             run_cancel(run_id=run_id, reason="A hand-made demo run: the engine cannot run it.")
         created.append(f"script for the agent {workspace.slug}/{DEMO_AGENT_SLUG}")
     return agent
+
+
+def _more_demo_agents(workspace: Workspace, created: list[str]) -> None:
+    """Every demo agent besides the first, created when missing (never changed after)."""
+    tools = {tool.name for tool in builtin_tools_install(workspace=workspace)}
+    policy = {name: {"mode": "allow"} for name in DEMO_TOOLS if name in tools}
+    for demo in demo_agents(settings.CONFIG)[1:]:
+        _, made = Agent.objects.get_or_create(
+            workspace=workspace,
+            slug=demo.slug,
+            defaults={
+                "name": demo.name,
+                "description": demo.description,
+                "model_settings": demo.model_settings,
+                "tool_policy": policy,
+                **demo.fields,
+            },
+        )
+        if made:
+            created.append(f"agent {workspace.slug}/{demo.slug}")
 
 
 def _demo_token(user: AbstractUser, created: list[str]) -> str | None:
