@@ -28,8 +28,55 @@ def export_data_dir(args: list[str]) -> None:
         os.environ["AGENTMAESTRO_DATA_DIR"] = str(Path(known.data_dir).expanduser().resolve())
 
 
+# Our commands, for the overview; tests/test_cli.py checks it names every one of them.
+COMMANDS = {
+    "standalone": "everything in one process on SQLite: console, API, engine (quickstart)",
+    "web": "the ASGI server (uvicorn) of the distributed setup: PostgreSQL + Redis",
+    "worker": "a Celery worker for the engine's ticks and activities queues",
+    "beat": "the periodic reconciler that restarts stalled work (run exactly one)",
+    "run": "start a run through the REST API; --follow streams it live",
+    "createtoken": "print a new API token for a user (only its digest is stored)",
+    "seeddemo": "create the demo user, workspace, agents and run when missing",
+    "eventdocs": "regenerate (or --check) docs/events.md from the event contracts",
+}
+
+
+def overview() -> str:
+    from agentmaestro.config import Config
+
+    lines = [
+        "usage: agentmaestro COMMAND [options]   (agentmaestro COMMAND --help: its options)",
+        "",
+        "AgentMaestro: durable, deterministic orchestration for tool-using LLM agents.",
+        "",
+        "commands:",
+        *(f"  {name:<13}{text}" for name, text in COMMANDS.items()),
+        "  help --all   Django's management commands too (migrate, createsuperuser, …)",
+        "",
+        "environment (every command reads the same; docs/configuration.md):",
+    ]
+    for field in Config.model_fields.values():
+        default = field.default
+        if isinstance(default, list):
+            default = ",".join(default)
+        shown = "" if default in (None, "") else f" [{default}]"
+        lines.append(f"  {field.alias:<34}{field.description}{shown}")
+    lines.append(f"  {'AGENTMAESTRO_URL, …_TOKEN':<34}server and API token of `agentmaestro run`")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(argv if argv is not None else sys.argv[1:])
+    if args in ([], ["-h"], ["--help"], ["help"]):
+        print(overview())
+        return
+    if args == ["help", "--all"]:
+        args = ["help"]
+    if args and args[0] == "run":
+        # A client of a running server: no settings, database or Django to load.
+        from agentmaestro.client import main as run_main
+
+        raise SystemExit(run_main(args[1:]))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentmaestro.settings")
     export_data_dir(args)
     from django.core.management import execute_from_command_line

@@ -134,12 +134,9 @@ def demo_agents(config: Config) -> list[DemoAgent]:
             {"max_tool_calls": BUDGET_MAX_TOOL_CALLS},
         ),
     ]
+    # The openai provider needs a key even for local servers that ignore it.
     provider = (
-        "openai"
-        if config.openai_api_key or config.openai_base_url
-        else "anthropic"
-        if config.anthropic_api_key
-        else None
+        "openai" if config.openai_api_key else "anthropic" if config.anthropic_api_key else None
     )
     if provider is not None:
         model = config.assistant_model or DEFAULT_MODELS[provider]

@@ -1,0 +1,88 @@
+"""The command line's overview, and how ``agentmaestro run`` prints a run it follows."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+from django.core.management import find_commands
+
+import agentmaestro
+from agentmaestro.cli import COMMANDS
+from agentmaestro.client import Printer
+from agentmaestro.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_overview_names_every_command_and_variable() -> None:
+    package = Path(agentmaestro.__file__).parent
+    ours = {
+        name
+        for app in ("console", "runs")
+        for name in find_commands(str(package / app / "management"))
+    }
+    assert ours | {"run"} == set(COMMANDS)
+
+    out = subprocess.run(
+        [sys.executable, "-m", "agentmaestro.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgres://nowhere/x"},
+    ).stdout
+    for name in COMMANDS:
+        assert f"  {name} " in out
+    for field in Config.model_fields.values():
+        assert field.alias is not None
+        assert field.alias in out
+        assert field.description
+
+
+def frame(seq: int, event_type: str, **payload: object) -> dict[str, object]:
+    return {"type": "event", "seq": seq, "event_type": event_type, "payload": payload}
+
+
+def test_the_printer_streams_model_text_and_shows_tools_and_the_answer() -> None:
+    out = io.StringIO()
+    printer = Printer(out, color=False)
+    for f in [
+        frame(2, "run.status_changed", from_status="PENDING", to_status="RUNNING"),
+        frame(3, "step.created", index=1, kind="MODEL_CALL", status="STARTED", payload={}),
+        {"type": "token.delta", "ephemeral": True, "step_index": 1, "text": "Let me "},
+        {"type": "token.delta", "ephemeral": True, "step_index": 1, "text": "compute."},
+        frame(4, "step.updated", index=1, status="COMPLETED", payload={"turn": 0, "text": "x"}),
+        frame(5, "tool_call.created", id="c1", tool_name="calculator", arguments={"e": "2+3"}),
+        frame(6, "tool_call.updated", id="c1", status="SUCCEEDED", result={"value": 5}),
+        frame(7, "tool_call.created", id="c2", tool_name="echo", arguments={}),
+        frame(
+            8, "tool_call.updated", id="c2", status="FAILED", error={"code": "x", "message": "y"}
+        ),
+        frame(9, "step.updated", index=5, status="COMPLETED", payload={"turn": 1, "text": "Done"}),
+        frame(10, "run.usage_updated", input_tokens=7, output_tokens=3),
+        frame(
+            11,
+            "run.status_changed",
+            from_status="RUNNING",
+            to_status="COMPLETED",
+            output={"text": "5"},
+        ),
+    ]:
+        printer.frame(f)
+    assert printer.status == "COMPLETED"
+    assert out.getvalue().splitlines() == [
+        "● RUNNING",
+        "model ▸ ",
+        "  Let me compute.",
+        'tool ▸ calculator({"e":"2+3"})',
+        '  ◂ calculator → {"value":5}',
+        "tool ▸ echo({})",
+        "  ◂ echo ✗ x: y",
+        "model ▸ Done",
+        "● COMPLETED",
+        "tokens: 7 in, 3 out",
+        "5",
+    ]
