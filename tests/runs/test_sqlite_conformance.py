@@ -1,4 +1,4 @@
-"""The same store, transition and replay tests, against the standalone SQLite form."""
+"""The same store, transition, replay and engine tests, against the standalone SQLite form."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ CONFORMANCE_MODULES = [
     "tests/runs/test_transitions.py",
     "tests/runs/test_run_services.py",
     "tests/runs/test_contracts.py",
+    # The engine's steps, eager and through the broker (its ORM store form).
+    "tests/engine/test_eager.py",
 ]
 
 

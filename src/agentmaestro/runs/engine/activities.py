@@ -73,7 +73,7 @@ _CLAIM_MODEL = """
 UPDATE runs_agentstep
    SET attempt = attempt + 1, lease_expires_at = %s
  WHERE id = %s AND status = 'STARTED' AND (lease_expires_at IS NULL OR lease_expires_at < %s)
-RETURNING run_id, attempt, index
+RETURNING run_id, attempt, "index"
 """
 
 
