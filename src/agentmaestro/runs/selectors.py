@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q
 
 from agentmaestro.common.errors import NotFound, PermissionDenied
 from agentmaestro.runs.events.contracts import registry
 from agentmaestro.runs.events.types import StoredEvent
 from agentmaestro.runs.models import AgentRun, RunEvent
+from agentmaestro.runs.states import RunStatus
 from agentmaestro.workspaces.models import Role
 from agentmaestro.workspaces.selectors import membership_role
 
@@ -52,3 +56,44 @@ def run_for_user(
             details={"required_role": minimum_role.value, "role": role.value},
         )
     return run, role
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: list[AgentRun]
+    # Where the next page starts (the last run's (created_at, id)), or None at the end.
+    next_key: tuple[datetime, uuid.UUID] | None
+
+
+def run_list(
+    *,
+    workspace_id: uuid.UUID,
+    limit: int,
+    status: RunStatus | None = None,
+    agent_id: uuid.UUID | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    after: tuple[datetime, uuid.UUID] | None = None,
+) -> RunPage:
+    """A workspace's runs, newest first, ``limit`` at a time.
+
+    Keyset pagination on ``(created_at, id)`` descending: a page starts strictly after
+    the last row of the previous one, so runs created meanwhile neither repeat nor shift
+    a page. Served by the ``(workspace, -created_at)`` index.
+    """
+    runs = AgentRun.objects.filter(workspace_id=workspace_id)
+    if status is not None:
+        runs = runs.filter(status=status)
+    if agent_id is not None:
+        runs = runs.filter(agent_id=agent_id)
+    if created_after is not None:
+        runs = runs.filter(created_at__gt=created_after)
+    if created_before is not None:
+        runs = runs.filter(created_at__lt=created_before)
+    if after is not None:
+        at, run_id = after
+        runs = runs.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=run_id))
+    rows = list(runs.order_by("-created_at", "-id")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return RunPage(rows, (rows[-1].created_at, rows[-1].id) if more and rows else None)
