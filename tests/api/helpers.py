@@ -36,7 +36,9 @@ class ApiClient:
 
     def patch(self, path: str, body: Any, **headers: str) -> Any:
         return self.client.patch(
-            API + path, json.dumps(body), content_type="application/json",
+            API + path,
+            json.dumps(body),
+            content_type="application/json",
             headers=self._headers(headers),
         )
 
