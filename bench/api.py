@@ -145,7 +145,7 @@ def start_process(tmp: Path, name: str, args: list[str]) -> subprocess.Popen[byt
     # so persistent connections (CONN_MAX_AGE) would open one connection per request and
     # exhaust PostgreSQL's max_connections; the pool hands a few around instead.
     env = {**os.environ, "AGENTMAESTRO_DB_POOL_SIZE": "8"}
-    with log_path.open("ab") as out:
+    with log_path.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "agentmaestro.cli", *args],
             cwd=common.ROOT,

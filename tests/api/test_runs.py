@@ -294,3 +294,28 @@ def test_a_cancel_reason_is_bounded(api: Clients, personas: Personas) -> None:
     assert_error(
         api.member.post(f"/runs/{run.id}/cancel/", {"reason": "x" * 2001}), 422, "invalid_input"
     )
+
+
+def test_the_events_page_has_exactly_the_stream_frames(api: Clients, personas: Personas) -> None:
+    from agentmaestro.runs.selectors import run_events_since
+
+    run = personas.run()
+    run_add_note(run_id=run.id, message='ünïcödé "quoted" \\ back')
+    run_cancel(run_id=run.id, reason="done")
+    page = api.viewer.get(f"/runs/{run.id}/events/").json()
+    assert page["items"] == [event.as_frame() for event in run_events_since(run.id)]
+
+
+@pytest.mark.parametrize("microsecond", [0, 1, 10, 120_000, 999_999])
+def test_timestamps_read_as_text_match_iso(db: None, microsecond: int) -> None:
+    from datetime import UTC, datetime
+
+    from agentmaestro.common.time import iso, iso_from_db_text
+
+    value = datetime(2026, 1, 2, 3, 4, 5, microsecond, tzinfo=UTC)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT CAST(CAST(%s AS timestamptz) AS text)", [value])
+        (text,) = cursor.fetchone()
+    assert iso_from_db_text(text) == iso(value)
+    # SQLite's form: Django's naive UTC text.
+    assert iso_from_db_text(value.replace(tzinfo=None).isoformat(" ")) == iso(value)

@@ -32,11 +32,12 @@ from agentmaestro.common.api import (
     SeqNumber,
     Text,
     WorkspacePath,
+    prevalidated_json,
     request_user,
 )
 from agentmaestro.common.errors import NotFound
 from agentmaestro.runs.models import AgentRun
-from agentmaestro.runs.selectors import run_events_since, run_for_user, run_list
+from agentmaestro.runs.selectors import run_event_frames_json, run_for_user, run_list
 from agentmaestro.runs.services.runs import run_cancel, run_start
 from agentmaestro.runs.services.snapshot import run_fields, run_snapshot
 from agentmaestro.runs.states import RunStatus
@@ -247,7 +248,7 @@ def run_list_view(
 
 
 @router.get("/runs/{run_id}/", response={200: RunSnapshotOut, **READ_ERRORS})
-def run_detail(request: HttpRequest, run_id: uuid.UUID) -> dict[str, Any]:
+def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     """The run's snapshot: its state, steps and tool calls, exactly as of ``last_seq``.
 
     Follow it live with ``/ws/runs/{run_id}/?since_seq=<last_seq>``, or page on with
@@ -256,23 +257,27 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> dict[str, Any]:
     run, _ = run_for_user(request_user(request), run_id)
     snapshot = run_snapshot(run.id)
     fields = snapshot["run"]
-    return {
-        "status": fields["status"],
-        "last_seq": snapshot["last_seq"],
-        "run": {**fields, "last_seq": snapshot["last_seq"]},
-        "steps": snapshot["steps"],
-        "tool_calls": snapshot["tool_calls"],
-    }
+    return prevalidated_json(
+        {
+            "status": fields["status"],
+            "last_seq": snapshot["last_seq"],
+            "run": {**fields, "last_seq": snapshot["last_seq"]},
+            "steps": snapshot["steps"],
+            "tool_calls": snapshot["tool_calls"],
+        }
+    )
 
 
 @router.get("/runs/{run_id}/events/", response={200: EventListOut, **READ_ERRORS})
-def run_events(request: HttpRequest, run_id: uuid.UUID, page: Query[EventsQuery]) -> dict[str, Any]:
+def run_events(request: HttpRequest, run_id: uuid.UUID, page: Query[EventsQuery]) -> HttpResponse:
     """Events with ``seq > since_seq`` in order, at most ``limit`` (default 100, max 1000),
     each upcast to its newest contract version. ``last_seq`` says whether more exist."""
     run, _ = run_for_user(request_user(request), run_id)
-    events = run_events_since(run.id, page.since_seq, limit=page.limit)
-    last_seq = max(run.last_seq, events[-1].seq if events else 0)
-    return {"items": [event.as_frame() for event in events], "last_seq": last_seq}
+    frames = run_event_frames_json(run.id, page.since_seq, page.limit)
+    # The run row was read before the events: events appended since may be on the page.
+    last_seq = max(run.last_seq, page.since_seq + len(frames) if frames else 0)
+    body = '{"items":[' + ",".join(frames) + '],"last_seq":' + str(last_seq) + "}"
+    return HttpResponse(body, content_type="application/json; charset=utf-8")
 
 
 @router.post("/runs/{run_id}/cancel/", response={200: RunOut, **WRITE_ERRORS})

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 
 from agentmaestro.common.errors import NotFound, PermissionDenied
+from agentmaestro.common.time import iso_from_db_text
 from agentmaestro.runs.events.contracts import registry
 from agentmaestro.runs.events.types import StoredEvent
 from agentmaestro.runs.models import AgentRun, RunEvent
@@ -32,6 +35,38 @@ def run_events_since(
         version, payload = registry.upcast(type_, version, payload)
         events.append(StoredEvent(run_id, seq, type_, version, payload, created_at))
     return events
+
+
+def run_event_frames_json(run_id: uuid.UUID, since_seq: int, limit: int) -> list[str]:
+    """``run_events_since(...)``'s frames (``StoredEvent.as_frame()``), each already JSON.
+
+    The REST events page's hot path (bench/api.py: a 500-event page). A payload stored at
+    its type's newest version needs no upcast, so its JSON text goes from the database to
+    the response as it is: no parse, no re-encode; timestamps are read as text for the
+    same reason. Older versions are parsed and upcast as ``run_events_since`` does.
+    """
+    rows = (
+        RunEvent.objects.filter(run_id=run_id, seq__gt=since_seq)
+        .order_by("seq")
+        .annotate(
+            payload_text=Cast("payload", TextField()),
+            created_at_text=Cast("created_at", TextField()),
+        )
+        .values_list("seq", "type", "version", "payload_text", "created_at_text")[:limit]
+    )
+    run_json = json.dumps(str(run_id))
+    frames = []
+    for seq, type_, version, payload_text, created_at_text in rows:
+        if version != registry.get(type_).current_version:
+            version, payload = registry.upcast(type_, version, json.loads(payload_text))
+            payload_text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        frames.append(
+            f'{{"type":"event","run_id":{run_json},"seq":{seq},'
+            f'"event_type":{json.dumps(type_)},"version":{version},'
+            f'"payload":{payload_text},'
+            f'"created_at":{json.dumps(iso_from_db_text(created_at_text))}}}'
+        )
+    return frames
 
 
 def run_last_seq(run_id: uuid.UUID) -> int | None:
