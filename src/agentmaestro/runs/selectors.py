@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, TextField
+from django.db.models import OuterRef, Q, Subquery, TextField
 from django.db.models.functions import Cast
 
 from agentmaestro.common.errors import NotFound, PermissionDenied
@@ -15,8 +15,7 @@ from agentmaestro.runs.events.contracts import registry
 from agentmaestro.runs.events.types import StoredEvent
 from agentmaestro.runs.models import AgentRun, RunEvent
 from agentmaestro.runs.states import RunStatus
-from agentmaestro.workspaces.models import Role
-from agentmaestro.workspaces.selectors import membership_role
+from agentmaestro.workspaces.models import Role, WorkspaceMembership
 
 
 def run_events_since(
@@ -81,8 +80,21 @@ def run_for_user(
     A run in a workspace the user is not a member of is reported as not found, so its
     existence does not leak; a member below ``minimum_role`` gets PermissionDenied.
     """
-    run = AgentRun.objects.filter(id=run_id).first()
-    role = membership_role(user, run.workspace_id) if run is not None else None
+    # One statement: the run and the user's role in its workspace (NULL if none).
+    run = (
+        AgentRun.objects.filter(id=run_id)
+        .annotate(
+            user_role=Subquery(
+                WorkspaceMembership.objects.filter(
+                    workspace_id=OuterRef("workspace_id"), user_id=user.pk
+                ).values("role")[:1]
+            )
+        )
+        .first()
+        if user.is_authenticated
+        else None
+    )
+    role = Role(run.user_role) if run is not None and run.user_role else None
     if run is None or role is None:
         raise NotFound("No such run.", details={"run_id": str(run_id)})
     if not Role.at_least(role, minimum_role):

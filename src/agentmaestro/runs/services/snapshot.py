@@ -25,9 +25,17 @@ def run_snapshot(run_id: uuid.UUID) -> Snapshot:
     """
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1 FROM runs_agentrun WHERE id = %s FOR SHARE", [run_id])
-        run = AgentRun.objects.filter(id=run_id).first()
+            # Read and share-lock the run in one statement (Django has no FOR SHARE).
+            run = next(
+                iter(
+                    AgentRun.objects.raw(
+                        "SELECT * FROM runs_agentrun WHERE id = %s FOR SHARE", [run_id]
+                    )
+                ),
+                None,
+            )
+        else:
+            run = AgentRun.objects.filter(id=run_id).first()
         if run is None:
             raise NotFound("No such run.", details={"run_id": str(run_id)})
         # Plain rows, not model instances: a run of a few hundred steps spent most of its
