@@ -235,7 +235,7 @@ def alternate(
 ) -> dict[str, tuple[list[float], list[float]]]:
     """Rounds of each case in turn; per case: all latencies, and each round's rate (req/s)."""
     out: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in cases}
-    for name, request in cases.items():  # warm-up, unrecorded
+    for request in cases.values():  # warm-up, unrecorded
         clients.round(request, max(concurrency, 20), concurrency)
     for r in range(rounds):
         for name, request in cases.items():
@@ -302,7 +302,8 @@ def main() -> None:
             run_path = f"/api/v1/runs/{fx.long_run_id}/"
             # Sanity: the page and the snapshot are what we think they are.
             page = clients.http[0].get(run_path + "events/?since_seq=250&limit=500").json()
-            assert len(page["items"]) == 500 and page["last_seq"] == EVENTS, page.get("last_seq")
+            if len(page["items"]) != 500 or page["last_seq"] != EVENTS:
+                raise RuntimeError(f"unexpected events page: last_seq {page.get('last_seq')}")
             snapshot = clients.http[0].get(run_path).json()
             results["snapshot_steps"] = len(snapshot["steps"])
             results["snapshot_tool_calls"] = len(snapshot["tool_calls"])
@@ -325,14 +326,8 @@ def main() -> None:
             def events(http: Any, i: int) -> Any:
                 return http.get(run_path + "events/", params={"since_seq": 250, "limit": 500})
 
-            log(f"concurrent: run creation vs floor, {CLIENTS} clients")
-            conc = alternate(
-                clients,
-                {"create": create, "floor": floor},
-                plan.rounds,
-                plan.concurrent_requests,
-                CLIENTS,
-            )
+            # First, while the worker is idle: the concurrent case leaves it hundreds of runs
+            # to execute, whose CPU use would land on these single-client figures.
             log("sequential: snapshot and events page vs floor, 1 client")
             seq = alternate(
                 clients,
@@ -340,6 +335,14 @@ def main() -> None:
                 plan.rounds,
                 plan.sequential_requests,
                 1,
+            )
+            log(f"concurrent: run creation vs floor, {CLIENTS} clients")
+            conc = alternate(
+                clients,
+                {"create": create, "floor": floor},
+                plan.rounds,
+                plan.concurrent_requests,
+                CLIENTS,
             )
         finally:
             if clients is not None:
