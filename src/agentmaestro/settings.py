@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "ninja",  # the API docs page's templates and static files
     "agentmaestro.common",
     "agentmaestro.accounts",
     "agentmaestro.workspaces",

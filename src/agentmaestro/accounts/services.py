@@ -6,9 +6,11 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from agentmaestro.accounts.models import ApiToken
+from agentmaestro.common.errors import NotFound
 
 TOKEN_PREFIX = "am_"  # noqa: S105 — a public marker, not a secret
 # last_used_at is advisory; writing it on every request would cost a write per call.
@@ -46,3 +48,20 @@ def api_token_authenticate(raw: str) -> AbstractBaseUser | None:
 
 def user_by_username(username: str) -> AbstractBaseUser | None:
     return get_user_model().objects.filter(username=username).first()
+
+
+def api_token_list(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user_id=user.pk).order_by("-created_at", "-id")
+
+
+def api_token_revoke(*, user: AbstractBaseUser, token_id: int) -> ApiToken:
+    """Revoke one of the user's tokens (revoking a revoked token changes nothing)."""
+    token = ApiToken.objects.filter(user_id=user.pk, pk=token_id).first()
+    if token is None:
+        raise NotFound("No such token.", details={"token_id": token_id})
+    if token.revoked_at is None:
+        ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        token.refresh_from_db(fields=["revoked_at"])
+    return token

@@ -57,6 +57,9 @@ class AgentRun(models.Model):
     # Consecutive ticks that raised; past a limit the reconciler fails the run instead
     # of retrying forever (runs/services/reconciler.py).
     tick_failures = models.PositiveIntegerField(default=0)
+    # The client's Idempotency-Key of the API request that created the run: a retry with
+    # the same key in the same workspace gets this run back instead of a new one.
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -69,6 +72,11 @@ class AgentRun(models.Model):
                 condition=models.Q(status__in=[s.value for s in RunStatus]), name="run_status_valid"
             ),
             models.CheckConstraint(condition=models.Q(last_seq__gte=0), name="run_last_seq_gte_0"),
+            # Race-safe idempotency: two requests with one key insert one row; the loser's
+            # INSERT fails here and it returns the winner's run. NULLs never collide.
+            models.UniqueConstraint(
+                fields=["workspace", "idempotency_key"], name="run_unique_idempotency_key"
+            ),
             # A run is finished exactly when it is in a terminal status.
             models.CheckConstraint(
                 condition=(

@@ -5,12 +5,13 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agentmaestro.agents.models import Agent
-from agentmaestro.common.errors import Conflict, NotFound
+from agentmaestro.common.errors import AppError, Conflict, NotFound
 from agentmaestro.common.time import iso
+from agentmaestro.runs import dispatch
 from agentmaestro.runs.events.store import append_event, append_events
 from agentmaestro.runs.events.types import NewEvent
 from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
@@ -23,6 +24,11 @@ class RunAlreadyFinished(Conflict):
     code = "run_already_finished"
 
 
+class IdempotencyKeyReused(AppError):
+    code = "idempotency_key_reused"
+    http_status = 422
+
+
 def run_create(
     *,
     agent: Agent,
@@ -30,6 +36,7 @@ def run_create(
     created_by: AbstractBaseUser | None = None,
     parent_run: AgentRun | None = None,
     parent_tool_call: ToolCall | None = None,
+    idempotency_key: str | None = None,
 ) -> AgentRun:
     """Create a PENDING run of ``agent``; its log starts with ``run.created`` at seq 1."""
     with transaction.atomic():
@@ -40,6 +47,7 @@ def run_create(
             created_by_id=created_by.pk if created_by is not None else None,
             parent_run=parent_run,
             parent_tool_call=parent_tool_call,
+            idempotency_key=idempotency_key,
         )
         event = append_event(
             run.id,
@@ -55,6 +63,54 @@ def run_create(
             },
         )
         run.last_seq = event.seq
+    return run
+
+
+def run_start(
+    *,
+    agent: Agent,
+    input: Any,
+    created_by: AbstractBaseUser | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[AgentRun, bool]:
+    """Create a run and enqueue its first tick once the creation has committed.
+
+    Returns ``(run, created)``. With an ``idempotency_key``, a second call with the same
+    key in the agent's workspace returns the first call's run (``created`` False) when it
+    asked for the same agent and input, and raises :class:`IdempotencyKeyReused` when it
+    asked for something else. Two concurrent calls with one key are decided by the unique
+    constraint on ``(workspace, idempotency_key)``: the second INSERT waits for the first
+    transaction and then fails, and that call returns the committed run.
+    """
+    if idempotency_key is not None:
+        existing = _run_by_key(agent.workspace_id, idempotency_key)
+        if existing is not None:
+            return _same_request(existing, agent=agent, input=input), False
+    try:
+        with transaction.atomic():
+            run = run_create(
+                agent=agent, input=input, created_by=created_by, idempotency_key=idempotency_key
+            )
+            transaction.on_commit(lambda: dispatch.enqueue_tick(run.id))
+    except IntegrityError:
+        existing = _run_by_key(agent.workspace_id, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise  # not the idempotency constraint: a real error
+        return _same_request(existing, agent=agent, input=input), False
+    return run, True
+
+
+def _run_by_key(workspace_id: uuid.UUID, key: str) -> AgentRun | None:
+    return AgentRun.objects.filter(workspace_id=workspace_id, idempotency_key=key).first()
+
+
+def _same_request(run: AgentRun, *, agent: Agent, input: Any) -> AgentRun:
+    # Compared as stored: the input went through JSON into the database and back.
+    if run.agent_id != agent.id or run.input != input:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used for a different request.",
+            details={"idempotency_key": run.idempotency_key, "run_id": str(run.id)},
+        )
     return run
 
 

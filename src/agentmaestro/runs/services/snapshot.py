@@ -6,9 +6,11 @@ import uuid
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 
 from agentmaestro.common.errors import NotFound
-from agentmaestro.common.time import iso
+from agentmaestro.common.time import iso, iso_from_db_text
 from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
 
 Snapshot = dict[str, Any]
@@ -23,18 +25,93 @@ def run_snapshot(run_id: uuid.UUID) -> Snapshot:
     """
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1 FROM runs_agentrun WHERE id = %s FOR SHARE", [run_id])
-        run = AgentRun.objects.filter(id=run_id).first()
+            # Read and share-lock the run in one statement (Django has no FOR SHARE).
+            run = next(
+                iter(
+                    AgentRun.objects.raw(
+                        "SELECT * FROM runs_agentrun WHERE id = %s FOR SHARE", [run_id]
+                    )
+                ),
+                None,
+            )
+        else:
+            run = AgentRun.objects.filter(id=run_id).first()
         if run is None:
             raise NotFound("No such run.", details={"run_id": str(run_id)})
-        steps = list(AgentStep.objects.filter(run_id=run_id).order_by("index"))
-        calls = list(ToolCall.objects.filter(run_id=run_id).select_related("step"))
+        # Plain rows, not model instances: a run of a few hundred steps spent most of its
+        # snapshot time building models (bench/api.py, snapshot of a 1,000-event run).
+        steps = list(
+            AgentStep.objects.filter(run_id=run_id)
+            .order_by("index")
+            .annotate(**_as_text("created_at", "finished_at"))
+            .values_list(*_STEP_COLUMNS)
+        )
+        calls = list(
+            ToolCall.objects.filter(run_id=run_id)
+            .annotate(**_as_text("created_at", "started_at", "finished_at"))
+            .values_list(*_CALL_COLUMNS)
+        )
     return {
         "run": run_fields(run),
-        "steps": [step_fields(step) for step in steps],
-        "tool_calls": sorted((tool_call_fields(c) for c in calls), key=_tool_call_order),
+        "steps": [_step_row(row) for row in steps],
+        "tool_calls": sorted((_call_row(row) for row in calls), key=_tool_call_order),
         "last_seq": run.last_seq,
+    }
+
+
+def _as_text(*columns: str) -> dict[str, Cast]:
+    return {f"{column}_text": Cast(column, TextField()) for column in columns}
+
+
+_STEP_COLUMNS = ("index", "kind", "status", "payload", "created_at_text", "finished_at_text")
+_CALL_COLUMNS = (
+    "id",
+    "step__index",
+    "tool_name",
+    "provider_call_id",
+    "arguments",
+    "status",
+    "attempt",
+    "result",
+    "error",
+    "idempotency_key",
+    "created_at_text",
+    "started_at_text",
+    "finished_at_text",
+)
+
+
+def _step_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A step as the snapshot shows it, from a row of ``_STEP_COLUMNS``."""
+    index, kind, status, payload, created_at, finished_at = row
+    return {
+        "index": index,
+        "kind": kind,
+        "status": status,
+        "payload": payload,
+        "created_at": iso_from_db_text(created_at),
+        "finished_at": iso_from_db_text(finished_at),
+    }
+
+
+def _call_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A tool call as the snapshot shows it, from a row of ``_CALL_COLUMNS``."""
+    (call_id, step_index, tool_name, provider_call_id, arguments, status, attempt) = row[:7]
+    result, error, idempotency_key, created_at, started_at, finished_at = row[7:]
+    return {
+        "id": str(call_id),
+        "step_index": step_index,
+        "tool_name": tool_name,
+        "provider_call_id": provider_call_id,
+        "arguments": arguments,
+        "status": status,
+        "attempt": attempt,
+        "result": result,
+        "error": error,
+        "idempotency_key": idempotency_key,
+        "created_at": iso_from_db_text(created_at),
+        "started_at": iso_from_db_text(started_at),
+        "finished_at": iso_from_db_text(finished_at),
     }
 
 
@@ -56,35 +133,6 @@ def run_fields(run: AgentRun) -> dict[str, Any]:
         "step_count": run.step_count,
         "tool_call_count": run.tool_call_count,
         "usage": {"input_tokens": run.input_tokens, "output_tokens": run.output_tokens},
-    }
-
-
-def step_fields(step: AgentStep) -> dict[str, Any]:
-    return {
-        "index": step.index,
-        "kind": step.kind,
-        "status": step.status,
-        "payload": step.payload,
-        "created_at": iso(step.created_at),
-        "finished_at": iso(step.finished_at),
-    }
-
-
-def tool_call_fields(call: ToolCall) -> dict[str, Any]:
-    return {
-        "id": str(call.id),
-        "step_index": call.step.index if call.step_id and call.step else None,
-        "tool_name": call.tool_name,
-        "provider_call_id": call.provider_call_id,
-        "arguments": call.arguments,
-        "status": call.status,
-        "attempt": call.attempt,
-        "result": call.result,
-        "error": call.error,
-        "idempotency_key": call.idempotency_key,
-        "created_at": iso(call.created_at),
-        "started_at": iso(call.started_at),
-        "finished_at": iso(call.finished_at),
     }
 
 
