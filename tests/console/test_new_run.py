@@ -94,7 +94,7 @@ def test_the_home_page_offers_the_agents_the_user_may_run(personas: Personas) ->
     viewer_page = logged_in(personas.viewer).get("/", follow=True).content.decode()
 
     assert 'id="new-run-form"' in member_page
-    assert f'<option value="{personas.agent.id}">Helper</option>' in member_page
+    assert f'<option value="{personas.agent.id}" data-slug="helper">Helper</option>' in member_page
     assert str(personas.other_agent.id) not in member_page
     assert 'id="new-run-form"' not in viewer_page
 

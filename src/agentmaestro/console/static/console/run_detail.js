@@ -81,7 +81,11 @@ function jsonBlock(label, value, cls) {
 }
 
 function stepDuration(step) {
-  if (step.kind !== "MODEL_CALL" && step.kind !== "TOOL_CALL") return "";
+  if (step.kind === "TOOL_CALL") {
+    const n = callsOfStep(state, step.index).length;
+    return n + (n === 1 ? " call" : " calls");
+  }
+  if (step.kind !== "MODEL_CALL") return "";
   const end = step.finished_at ? ms(step.finished_at) : step.status === "STARTED" ? now() : NaN;
   return formatDuration(end - ms(step.created_at));
 }
