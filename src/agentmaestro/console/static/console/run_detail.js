@@ -22,6 +22,7 @@ const view = {
   pendingDeltas: new Map(), // step id not yet matched to a step -> text
   applied: [], // every seq shown, in order (for tests and debugging)
   dropped: 0,
+  deltasShown: 0, // token.delta frames shown in a running model turn
   connectionLog: [],
   nextCommand: 1,
 };
@@ -302,6 +303,7 @@ function onDelta(frame) {
   const step = state.steps.get(index);
   if (!step || step.status !== "STARTED") return; // the durable text is already here
   view.streaming.set(index, (view.streaming.get(index) || "") + frame.text);
+  view.deltasShown += 1;
   const say = byId("timeline").querySelector('[data-step-index="' + index + '"] .say');
   if (say) say.textContent = view.streaming.get(index);
   else renderStep(index);
