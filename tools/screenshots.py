@@ -27,7 +27,13 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 CLI = Path(sys.executable).with_name("agentmaestro")
-DROP_ENV = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE", "AGENTMAESTRO_DATA_DIR"}
+DROP_ENV = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "DJANGO_SETTINGS_MODULE",
+    "AGENTMAESTRO_DATA_DIR",
+}
 
 
 def start_standalone(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:

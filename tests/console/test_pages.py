@@ -143,7 +143,9 @@ def test_the_dashboard_filters_by_status_and_agent(personas: Personas) -> None:
     url = reverse("console:dashboard", args=["acme"])
 
     def listed(query: str) -> set[str]:
-        return set(re.findall(r'<tr data-run-id="([0-9a-f-]+)"', client.get(url + query).content.decode()))
+        return set(
+            re.findall(r'<tr data-run-id="([0-9a-f-]+)"', client.get(url + query).content.decode())
+        )
 
     assert listed("?status=RUNNING") == {str(running.id)}
     assert listed("?status=PENDING") == {str(pending.id), str(theirs.id)}
@@ -212,9 +214,11 @@ def test_the_agent_page_shows_its_settings_policy_and_runs(personas: Personas) -
     agent.save()
     run = personas.run({"prompt": "count"})
 
-    page = logged_in(personas.viewer).get(
-        reverse("console:agent-detail", args=["acme", agent.slug])
-    ).content.decode()
+    page = (
+        logged_in(personas.viewer)
+        .get(reverse("console:agent-detail", args=["acme", agent.slug]))
+        .content.decode()
+    )
 
     assert "gpt-x" in page
     assert "sk-secret" not in page

@@ -8,7 +8,6 @@ WebSocket to headless Chromium. What the page shows is compared with the databas
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -63,15 +62,21 @@ def start_run(personas: Personas, agent: Agent, prompt: str) -> AgentRun:
 
 
 def shown_seqs(page: Page) -> list[int]:
-    return [int(s) for s in page.locator("#event-log-body li").evaluate_all(
-        "items => items.map(item => item.dataset.seq)"
-    )]
+    return [
+        int(s)
+        for s in page.locator("#event-log-body li").evaluate_all(
+            "items => items.map(item => item.dataset.seq)"
+        )
+    ]
 
 
 def shown_steps(page: Page) -> list[int]:
-    return [int(s) for s in page.locator("#timeline [data-step-index]").evaluate_all(
-        "items => items.map(item => item.dataset.stepIndex)"
-    )]
+    return [
+        int(s)
+        for s in page.locator("#timeline [data-step-index]").evaluate_all(
+            "items => items.map(item => item.dataset.stepIndex)"
+        )
+    ]
 
 
 def shown_calls(page: Page) -> list[tuple[str, str]]:
@@ -97,7 +102,9 @@ def assert_page_matches_database(page: Page, run: AgentRun) -> None:
     seqs, steps, calls, fresh = off_thread(
         lambda: (
             list(RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", flat=True)),
-            list(AgentStep.objects.filter(run=run).order_by("index").values_list("index", flat=True)),
+            list(
+                AgentStep.objects.filter(run=run).order_by("index").values_list("index", flat=True)
+            ),
             [
                 (str(c.id), c.status)
                 for c in ToolCall.objects.filter(run=run).order_by("step__index", "position")
@@ -117,9 +124,7 @@ def assert_page_matches_database(page: Page, run: AgentRun) -> None:
     )
     expect(page.locator("#outcome .answer")).to_have_text(fresh.output["text"])
     # The waterfall has a bar per model turn and per tool call.
-    model_steps = off_thread(
-        lambda: AgentStep.objects.filter(run=run, kind="MODEL_CALL").count()
-    )
+    model_steps = off_thread(lambda: AgentStep.objects.filter(run=run, kind="MODEL_CALL").count())
     expect(page.locator("#waterfall .wf-model")).to_have_count(model_steps)
     expect(page.locator("#waterfall .wf-tool")).to_have_count(len(calls))
 
@@ -146,7 +151,7 @@ def test_a_member_starts_a_run_from_the_dashboard_and_watches_it_finish_live(
         # The model's text streamed in before each turn completed, then became the
         # durable text: the last turn reads exactly as stored.
         assert page.evaluate("window.amRun.view.deltasShown") > 0
-        expect(page.locator('#timeline .kind-model .say').last).to_have_text(
+        expect(page.locator("#timeline .kind-model .say").last).to_have_text(
             "6 * 7 = 42 and 42 / 6 = 7."
         )
         expect(page.locator("#timeline .kind-message .answer")).to_have_text(
@@ -218,7 +223,9 @@ def test_a_cut_socket_reconnects_and_catches_up_with_nothing_missing_or_doubled(
         page.context.set_offline(True)
         expect(indicator).to_have_attribute("data-state", "offline")
         offline_seq = page.evaluate("window.amRun.state.lastSeq")
-        note = off_thread(lambda: run_add_note(run_id=run.id, message="while offline", source="test"))
+        note = off_thread(
+            lambda: run_add_note(run_id=run.id, message="while offline", source="test")
+        )
         assert note > offline_seq
         page.context.set_offline(False)
         expect(indicator).to_have_attribute("data-state", "live")
@@ -234,7 +241,9 @@ def test_the_dashboard_shows_new_runs_and_their_status_changes_without_a_reload(
     web_server: LiveServer, engine_worker: Worker
 ) -> None:
     personas, agent = off_thread(lambda: setup(delay_ms=300))
-    quiet = off_thread(lambda: Agent.objects.create(workspace=personas.workspace, slug="quiet", name="Quiet"))
+    quiet = off_thread(
+        lambda: Agent.objects.create(workspace=personas.workspace, slug="quiet", name="Quiet")
+    )
 
     with browser_page() as page:
         log_in(page, web_server, personas.member.username, "/w/acme/?agent=counter")
@@ -243,10 +252,11 @@ def test_the_dashboard_shows_new_runs_and_their_status_changes_without_a_reload(
 
         run = off_thread(lambda: start_run(personas, agent, "appears live"))
         # A run of another agent does not match the filter and stays off the list.
-        other: Callable[[], AgentRun] = lambda: run_create(
-            agent=quiet, input={"prompt": "filtered out"}, created_by=personas.member
+        hidden = off_thread(
+            lambda: run_create(
+                agent=quiet, input={"prompt": "filtered out"}, created_by=personas.member
+            )
         )
-        hidden = off_thread(other)
         row = page.locator(f'#runs-body tr[data-run-id="{run.id}"]')
         expect(row).to_have_count(1)
         expect(row).to_have_attribute("data-status", "COMPLETED", timeout=RUN_TIMEOUT_MS)

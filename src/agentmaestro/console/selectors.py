@@ -34,9 +34,7 @@ def workspaces_for_user(user: AbstractBaseUser | AnonymousUser) -> list[tuple[Wo
     return [(m.workspace, Role(m.role)) for m in memberships]
 
 
-def workspace_for_user(
-    user: AbstractBaseUser | AnonymousUser, slug: str
-) -> tuple[Workspace, Role]:
+def workspace_for_user(user: AbstractBaseUser | AnonymousUser, slug: str) -> tuple[Workspace, Role]:
     """The workspace and the user's role in it; NotFound when it is missing or not theirs.
 
     Both answers are the same, so a workspace's existence does not leak to outsiders.
@@ -71,7 +69,9 @@ def run_list(
 
 
 def run_status_counts(workspace: Workspace) -> dict[str, int]:
-    rows = AgentRun.objects.filter(workspace=workspace).values_list("status").annotate(n=Count("id"))
+    rows = (
+        AgentRun.objects.filter(workspace=workspace).values_list("status").annotate(n=Count("id"))
+    )
     return {status: n for status, n in rows}
 
 
@@ -101,8 +101,8 @@ def agent_rows(workspace: Workspace) -> list[AgentRow]:
         rows.append(
             AgentRow(
                 agent=agent,
-                run_count=agent.run_count,  # type: ignore[attr-defined]  # the annotation
-                last_run_at=agent.last_run_at,  # type: ignore[attr-defined]
+                run_count=agent.run_count,  # the annotation
+                last_run_at=agent.last_run_at,
                 provider=provider,
                 model=model,
                 tool_count=len(policy),

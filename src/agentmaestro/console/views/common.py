@@ -46,7 +46,9 @@ def workspace_or_404(request: HttpRequest, slug: str) -> tuple[Workspace, Role]:
         raise Http404("No such workspace.") from None
 
 
-def nav_context(request: HttpRequest, workspace: Workspace | None, role: Role | None) -> dict[str, Any]:
+def nav_context(
+    request: HttpRequest, workspace: Workspace | None, role: Role | None
+) -> dict[str, Any]:
     """What base.html's top bar needs: the current workspace, the others, the user's role."""
     return {
         "workspace": workspace,

@@ -16,10 +16,10 @@ from django.views.decorators.http import require_POST
 
 from agentmaestro.agents.models import Agent
 from agentmaestro.common.errors import AppError, NotFound, PermissionDenied, ValidationFailed
+from agentmaestro.common.time import iso
 from agentmaestro.console.views.common import display_time, json_summary, nav_context
 from agentmaestro.console.views.workspaces import PROMPT_MAX_CHARS
 from agentmaestro.runs import dispatch
-from agentmaestro.common.time import iso
 from agentmaestro.runs.models import AgentRun, AgentStep
 from agentmaestro.runs.selectors import run_events_since, run_for_user
 from agentmaestro.runs.services.runs import run_add_note, run_create

@@ -49,9 +49,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     agent_slug = request.GET.get("agent", "")
     agent = next((a for a in agents if a.slug == agent_slug), None)
     statuses = ACTIVE_STATUSES if status == ACTIVE else ([status] if status else [])
-    runs = run_list(
-        workspace, statuses=statuses, agent_id=agent.id if agent is not None else None
-    )
+    runs = run_list(workspace, statuses=statuses, agent_id=agent.id if agent is not None else None)
     counts = run_status_counts(workspace)
     context = nav_context(request, workspace, role)
     live: dict[str, Any] = {
