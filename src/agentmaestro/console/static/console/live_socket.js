@@ -26,6 +26,7 @@ export class LiveSocket {
     this.watchdog = null;
     this.stopped = false;
     this.state = null;
+    this.urls = []; // every URL connected to, in order (for debugging and the tests)
     window.addEventListener("online", () => {
       if (!this.socket && !this.stopped) this.connect();
     });
@@ -50,7 +51,9 @@ export class LiveSocket {
       return;
     }
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const socket = new WebSocket(scheme + location.host + this.url());
+    const path = this.url();
+    this.urls.push(path);
+    const socket = new WebSocket(scheme + location.host + path);
     this.socket = socket;
     this.connects += 1;
     this.setState(this.connects === 1 ? "connecting" : "reconnecting");
