@@ -20,7 +20,7 @@ from agentmaestro.common.time import iso
 from agentmaestro.console.views.common import display_time, json_summary, nav_context
 from agentmaestro.console.views.workspaces import PROMPT_MAX_CHARS
 from agentmaestro.runs import dispatch
-from agentmaestro.runs.models import AgentRun, AgentStep
+from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
 from agentmaestro.runs.selectors import run_events_since, run_for_user
 from agentmaestro.runs.services.runs import run_add_note, run_create
 from agentmaestro.runs.services.snapshot import run_snapshot
@@ -144,8 +144,9 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     The snapshot (read under the run's share lock) and the events up to its ``last_seq``
     are embedded in the page; the page's script renders them and subscribes with
     ``since_seq = last_seq``, so the live stream starts exactly where the page left off.
-    Step ids (never in events) are embedded for model steps, so streamed ``token.delta``
-    frames, which name a step by id, find their turn.
+    Step ids (never in events) are embedded, so streamed ``token.delta`` frames, which
+    name a step by id, find their turn; and tool calls' positions, to list a turn's calls
+    in the order the model made them.
     """
     try:
         run, role = run_for_user(request.user, run_id)
@@ -157,6 +158,10 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     since = max(0, last_seq - TIMELINE_EVENTS)
     events = [e.as_frame() for e in run_events_since(run.id, since, limit=last_seq - since)]
     step_ids = dict(AgentStep.objects.filter(run_id=run.id).values_list("id", "index"))
+    # The snapshot orders a step's tool calls by creation time, then id; calls made by one
+    # model turn share a creation time, so the page orders them by position, as the model
+    # asked for them (the order their tool_call.created events come in).
+    positions = dict(ToolCall.objects.filter(run_id=run.id).values_list("id", "position"))
     run_fields = snapshot["run"]
     initial: dict[str, Any] = {
         "run_id": str(run.id),
@@ -164,6 +169,7 @@ def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
         "events": events,
         "omitted": since,
         "step_ids": {str(key): index for key, index in step_ids.items()},
+        "call_positions": {str(key): position for key, position in positions.items()},
         "heartbeat_seconds": settings.AGENTMAESTRO_WS_HEARTBEAT_SECONDS,
         "terminal_statuses": sorted(s.value for s in RunStatus if s.is_terminal),
         "server_now": iso(timezone.now()),

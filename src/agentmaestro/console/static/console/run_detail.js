@@ -14,7 +14,7 @@ const byId = (id) => document.getElementById(id);
 const clockOffset = Date.parse(initial.server_now) - Date.now();
 const now = () => Date.now() + clockOffset;
 
-const state = fromSnapshot(initial.snapshot);
+const state = fromSnapshot(initial.snapshot, initial.call_positions);
 const view = {
   statusEvents: [], // run.status_changed frames, for the waterfall's run lane
   stepIds: new Map(Object.entries(initial.step_ids).map(([id, index]) => [Number(id), index])),

@@ -4,11 +4,12 @@
 export const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 export const WAITING = new Set(["WAITING_FOR_APPROVAL", "WAITING_FOR_TOOLS", "WAITING_FOR_SUBRUN"]);
 
-export function fromSnapshot(snapshot) {
+// positions: tool call id -> its position among its step's calls (not in the snapshot).
+export function fromSnapshot(snapshot, positions) {
   return {
     run: { ...snapshot.run, usage: { ...snapshot.run.usage } },
     steps: new Map(snapshot.steps.map((step) => [step.index, { ...step }])),
-    calls: new Map(snapshot.tool_calls.map((call) => [call.id, { ...call }])),
+    calls: new Map(snapshot.tool_calls.map((call) => [call.id, { ...call, position: positions[call.id] ?? 0 }])),
     lastSeq: snapshot.last_seq,
   };
 }
@@ -53,7 +54,9 @@ export function applyEvent(state, frame) {
       return { step: p.index };
     }
     case "tool_call.created":
+      // A step's calls are created in position order, so this one comes after the others.
       state.calls.set(p.id, {
+        position: callsOfStep(state, p.step_index).length,
         id: p.id,
         step_index: p.step_index,
         tool_name: p.tool_name,
@@ -87,8 +90,11 @@ export function applyEvent(state, frame) {
   }
 }
 
+// A step's tool calls in the order the model asked for them.
 export function callsOfStep(state, index) {
-  return [...state.calls.values()].filter((call) => call.step_index === index);
+  return [...state.calls.values()]
+    .filter((call) => call.step_index === index)
+    .sort((a, b) => a.position - b.position);
 }
 
 // The run's status over time, from its status_changed events: [{status, from, to}], with
