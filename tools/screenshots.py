@@ -5,8 +5,8 @@
 Starts ``agentmaestro standalone`` in a temporary data directory (SQLite, in-process
 engine, the seeded demo user and agents), logs in as the demo user in headless Chromium
 (CHROMIUM_PATH, default /usr/bin/chromium), starts a run from the dashboard, and takes
-full-page PNGs of: the login page, the dashboard, the run page mid-run and finished, the
-raw stream page, the agents list and an agent's page. The PNGs are for looking at, not
+full-page PNGs of: the login page, the dashboard, the run page mid-run, finished and
+cancelled, the raw stream page, the agents list and an agent's page. The PNGs are for looking at, not
 for committing.
 """
 
@@ -105,6 +105,16 @@ def main() -> None:
                 expect(page.locator("#run-status")).to_have_attribute("data-status", "COMPLETED")
                 page.evaluate("document.getElementById('event-log').open = true")
                 shoot(page, out, "04-run-finished")
+                # A run cancelled midway, for the look of an ended-badly run.
+                page.goto(dashboard)
+                page.fill("#new-run-prompt", "Start, then be cancelled")
+                page.click("#new-run-form button[type=submit]")
+                page.wait_for_url(re.compile(r".*/runs/[0-9a-f-]{36}/$"))
+                expect(page.locator('#timeline [data-step-index="1"]')).to_have_count(1)
+                page.once("dialog", lambda dialog: dialog.accept())
+                page.click("#cancel-button")
+                expect(page.locator("#run-status")).to_have_attribute("data-status", "CANCELLED")
+                shoot(page, out, "08-run-cancelled")
                 page.goto(dashboard)
                 shoot(page, out, "02-dashboard")
                 page.goto(run_url + "stream/")

@@ -130,7 +130,10 @@ function stepBody(step) {
       if (p.tool_calls && p.tool_calls.length) {
         parts.push(el("p", { class: "asks" }, "asks for ", ...p.tool_calls.map((c) => el("code", { class: "chip" }, c.name))));
       }
-      if (!parts.length) parts.push(el("p", { class: "muted" }, "(no text)"));
+      if (!parts.length) {
+        const why = step.status === "CANCELLED" ? "cancelled before it answered" : "(no text)";
+        parts.push(el("p", { class: "muted" }, why));
+      }
       return parts;
     }
     case "TOOL_CALL": {
