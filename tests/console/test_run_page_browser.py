@@ -24,6 +24,7 @@ from tests.live import LiveServer, Worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
+# Waits on the engine's progress (the session's worker may still be starting).
 RUN_TIMEOUT_MS = 30_000
 
 
@@ -70,13 +71,11 @@ def shown_seqs(page: Page) -> list[int]:
     ]
 
 
-def shown_steps(page: Page) -> list[int]:
-    return [
-        int(s)
-        for s in page.locator("#timeline [data-step-index]").evaluate_all(
-            "items => items.map(item => item.dataset.stepIndex)"
-        )
-    ]
+def shown_steps(page: Page) -> list[tuple[int, str]]:
+    rows: list[list[str]] = page.locator("#timeline [data-step-index]").evaluate_all(
+        "items => items.map(item => [item.dataset.stepIndex, item.dataset.status])"
+    )
+    return [(int(index), status) for index, status in rows]
 
 
 def shown_calls(page: Page) -> list[tuple[str, str]]:
@@ -115,7 +114,7 @@ def assert_page_matches_database(page: Page, run: AgentRun) -> None:
         lambda: (
             list(RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", flat=True)),
             list(
-                AgentStep.objects.filter(run=run).order_by("index").values_list("index", flat=True)
+                AgentStep.objects.filter(run=run).order_by("index").values_list("index", "status")
             ),
             [
                 (str(c.id), c.status)
@@ -134,7 +133,10 @@ def assert_page_matches_database(page: Page, run: AgentRun) -> None:
     expect(page.locator("#stat-tokens")).to_have_text(
         f"{fresh.input_tokens} in · {fresh.output_tokens} out"
     )
-    expect(page.locator("#outcome .answer")).to_have_text(fresh.output["text"])
+    if fresh.status == "COMPLETED":
+        expect(page.locator("#outcome .answer")).to_have_text(fresh.output["text"])
+    else:
+        expect(page.locator("#outcome")).to_contain_text(fresh.error["message"])
     # The waterfall has a bar per model turn and per tool call.
     model_steps = off_thread(lambda: AgentStep.objects.filter(run=run, kind="MODEL_CALL").count())
     expect(page.locator("#waterfall .wf-model")).to_have_count(model_steps)
@@ -187,7 +189,9 @@ def test_a_reload_in_the_middle_of_a_run_shows_the_same_timeline(
         log_in(page, web_server, personas.member.username, f"/runs/{run.id}/")
         expect(page.locator("#connection")).to_have_attribute("data-state", "live")
         # Mid-run: the first tool calls have been made, the run is not finished.
-        expect(page.locator('#timeline [data-step-index="2"]')).to_have_count(1)
+        expect(page.locator('#timeline [data-step-index="2"]')).to_have_count(
+            1, timeout=RUN_TIMEOUT_MS
+        )
         before_seqs = shown_seqs(page)
         before_steps = page.locator("#timeline [data-step-index]").all_inner_texts()
         assert page.locator("#run-status").get_attribute("data-status") != "COMPLETED"
@@ -215,7 +219,9 @@ def test_a_cut_socket_reconnects_and_catches_up_with_nothing_missing_or_doubled(
         log_in(page, web_server, personas.member.username, f"/runs/{run.id}/")
         indicator = page.locator("#connection")
         expect(indicator).to_have_attribute("data-state", "live")
-        expect(page.locator('#timeline [data-step-index="1"]')).to_have_count(1)
+        expect(page.locator('#timeline [data-step-index="1"]')).to_have_count(
+            1, timeout=RUN_TIMEOUT_MS
+        )
 
         # Closed from the page, as a network failure would: reconnecting, then live, and
         # the new socket asks for what follows the last applied seq.
@@ -244,6 +250,30 @@ def test_a_cut_socket_reconnects_and_catches_up_with_nothing_missing_or_doubled(
         expect(page.locator(f'#timeline [data-note-seq="{note}"]')).to_contain_text("while offline")
 
         wait_finished(page)
+        assert_page_matches_database(page, run)
+
+
+def test_a_member_cancels_a_run_from_its_page(
+    web_server: LiveServer, engine_worker: Worker
+) -> None:
+    personas, agent = off_thread(lambda: setup(delay_ms=1500))
+    run = off_thread(lambda: start_run(personas, agent, "never mind"))
+
+    with browser_page() as page:
+        log_in(page, web_server, personas.member.username, f"/runs/{run.id}/")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        expect(page.locator('#timeline [data-step-index="1"]')).to_have_count(
+            1, timeout=RUN_TIMEOUT_MS
+        )
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#cancel-button")
+        expect(page.locator("#run-status")).to_have_attribute(
+            "data-status", "CANCELLED", timeout=RUN_TIMEOUT_MS
+        )
+        expect(page.locator("#cancel-button")).to_be_hidden()
+        expect(page.locator("#outcome h2")).to_have_text("Cancelled")
+        expect(page.locator("#outcome")).to_contain_text(f"Cancelled by {personas.member.username}")
         assert_page_matches_database(page, run)
 
 
