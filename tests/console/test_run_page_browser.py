@@ -289,6 +289,7 @@ def test_the_dashboard_shows_new_runs_and_their_status_changes_without_a_reload(
         log_in(page, web_server, personas.member.username, "/w/acme/?agent=counter")
         expect(page.locator("#ws-connection")).to_have_attribute("data-state", "live")
         expect(page.locator("#runs-empty")).to_be_visible()
+        expect(page.locator('#run-tiles a[href="?status=COMPLETED"] .tile-n')).to_have_text("0")
 
         run = off_thread(lambda: start_run(personas, agent, "appears live"))
         # A run of another agent does not match the filter and stays off the list.
@@ -306,3 +307,7 @@ def test_the_dashboard_shows_new_runs_and_their_status_changes_without_a_reload(
         expect(page.locator("#runs-empty")).to_be_hidden()
         expect(page.locator(f'#runs-body tr[data-run-id="{hidden.id}"]')).to_have_count(0)
         expect(page.locator("#runs-body tr")).to_have_count(1)
+        # The counts (every run of the workspace) follow too.
+        completed = page.locator('#run-tiles a[href="?status=COMPLETED"] .tile-n')
+        expect(completed).to_have_text("1")
+        expect(page.locator('#run-tiles a[href="?status=active"] .tile-n')).to_have_text("1")

@@ -66,6 +66,7 @@ async function refreshRow(runId) {
 
 function onSummary(run) {
   const row = rowOf(run.id);
+  if (!row || row.dataset.status !== run.status) countsChanged();
   if (row) {
     if (Number(row.dataset.lastSeq) >= run.last_seq) return; // nothing new for this row
     setBadge(row, run.status);
@@ -75,15 +76,37 @@ function onSummary(run) {
   }
 }
 
-// Summaries are ephemeral: those sent while the socket was down are gone. After a
-// reconnect the table is re-read from the page's own URL (same filters) instead.
-async function resync() {
+async function readPage() {
   const response = await fetch(location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
-  if (!response.ok) return;
-  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  return response.ok ? new DOMParser().parseFromString(await response.text(), "text/html") : null;
+}
+
+function swapTiles(page) {
+  const fresh = page.getElementById("run-tiles");
+  if (fresh) document.getElementById("run-tiles").replaceChildren(...fresh.children);
+}
+
+// Summaries are ephemeral: those sent while the socket was down are gone. After a
+// reconnect the table (and the counts) are re-read from the page's own URL instead.
+async function resync() {
+  const page = await readPage();
+  if (!page) return;
   const fresh = page.getElementById("runs-body");
   if (fresh) body.replaceChildren(...fresh.children);
+  swapTiles(page);
   syncEmpty();
+}
+
+// The counts cover every run of the workspace, most of them not on the page: when a run
+// starts or changes status they are re-read from the server, at most every 2 s.
+let tilesTimer = null;
+function countsChanged() {
+  if (tilesTimer) return;
+  tilesTimer = setTimeout(async () => {
+    tilesTimer = null;
+    const page = await readPage();
+    if (page) swapTiles(page);
+  }, 2000);
 }
 
 let everLive = false;
