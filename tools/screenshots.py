@@ -6,8 +6,8 @@ Starts ``agentmaestro standalone`` in a temporary data directory (SQLite, in-pro
 engine, the seeded demo user and agents), logs in as the demo user in headless Chromium
 (CHROMIUM_PATH, default /usr/bin/chromium), starts a run from the dashboard, and takes
 full-page PNGs of: the login page, the dashboard, the run page mid-run, finished and
-cancelled, the raw stream page, the agents list and an agent's page. The PNGs are for looking at, not
-for committing.
+cancelled, the raw stream page, the agents list and an agent's page. The PNGs are for
+looking at, not for committing.
 """
 
 from __future__ import annotations
