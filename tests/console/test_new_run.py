@@ -1,4 +1,4 @@
-"""Starting a run from the console: the home page's form and the stream page's "New run"."""
+"""Starting a run from the console: the dashboard's form and the stream page's "New run"."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_a_member_starts_a_run_whose_first_tick_is_enqueued_after_the_commit(
     assert run.created_by_id == personas.member.pk
     enqueue.assert_called_once_with(run.id)
     assert response.status_code == 302
-    assert response["Location"] == reverse("console:run-stream", args=[run.id])
+    assert response["Location"] == reverse("console:run-detail", args=[run.id])
 
 
 @pytest.mark.parametrize("who", ["viewer", "outsider"])
@@ -90,11 +90,11 @@ def test_starting_a_run_needs_post_csrf_and_a_login(personas: Personas, client: 
 
 
 def test_the_home_page_offers_the_agents_the_user_may_run(personas: Personas) -> None:
-    member_page = logged_in(personas.member).get("/").content.decode()
-    viewer_page = logged_in(personas.viewer).get("/").content.decode()
+    member_page = logged_in(personas.member).get("/", follow=True).content.decode()
+    viewer_page = logged_in(personas.viewer).get("/", follow=True).content.decode()
 
     assert 'id="new-run-form"' in member_page
-    assert f'<option value="{personas.agent.id}">acme / helper</option>' in member_page
+    assert f'<option value="{personas.agent.id}" data-slug="helper">Helper</option>' in member_page
     assert str(personas.other_agent.id) not in member_page
     assert 'id="new-run-form"' not in viewer_page
 

@@ -287,24 +287,24 @@ Agent.objects.create(
 
 
 def agent_options(page: str) -> dict[str, str]:
-    """The new-run form's agents: label -> id."""
+    """The new-run form's agents: slug -> id."""
     form = re.search(r'<form id="new-run-form".*?</form>', page, re.S)
     assert form, "the console has no new-run form"
     return {
-        label: value
-        for value, label in re.findall(r'<option value="([^"]+)">([^<]+)</option>', form.group(0))
+        slug: value
+        for value, slug in re.findall(r'<option value="([^"]+)" data-slug="([^"]+)"', form.group(0))
     }
 
 
 def start_run(client: httpx.Client, agent_id: str, prompt: str) -> str:
     """Start a run through the console's form; returns its id."""
-    home = client.get("/")
+    home = client.get("/", follow_redirects=True)
     response = client.post(
         "/runs/new/",
         data={"agent": agent_id, "prompt": prompt, "csrfmiddlewaretoken": csrf_token(home.text)},
     )
     assert response.status_code == 302, response.text
-    match = re.fullmatch(r"/runs/([0-9a-f-]{36})/stream/", response.headers["location"])
+    match = re.fullmatch(r"/runs/([0-9a-f-]{36})/", response.headers["location"])
     assert match, response.headers["location"]
     return match.group(1)
 
@@ -343,9 +343,10 @@ def test_standalone_starts_runs_from_the_console_and_finishes_a_run_killed_midwa
             assert transitions(events_until(ws, finished)) == DEMO_TRANSITIONS
 
         # A member starts a run from the console and watches it finish.
-        agents = agent_options(client.get("/").text)
-        assert set(agents) == {"demo / demo-agent", "demo / slow"}
-        run_id = start_run(client, agents["demo / demo-agent"], "from the console form")
+        agents = agent_options(client.get("/", follow_redirects=True).text)
+        assert set(agents) == {"demo-agent", "slow"}
+        run_id = start_run(client, agents["demo-agent"], "from the console form")
+        assert client.get(f"/runs/{run_id}/").status_code == 200
         assert client.get(f"/runs/{run_id}/stream/").status_code == 200
         with ws_connect(server, client, run_id) as ws:
             events = events_until(ws, finished)
@@ -353,7 +354,7 @@ def test_standalone_starts_runs_from_the_console_and_finishes_a_run_killed_midwa
         assert transitions(events) == DEMO_TRANSITIONS
 
         # The slow run is killed with the process during its second model call.
-        slow_run = start_run(client, agents["demo / slow"], "take your time")
+        slow_run = start_run(client, agents["slow"], "take your time")
         with ws_connect(server, client, slow_run) as ws:
             events_until(
                 ws,

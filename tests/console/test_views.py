@@ -62,7 +62,7 @@ def test_a_member_can_log_in_through_the_console_login_page(
     )
 
     assert response.status_code == 302
-    assert client.get("/").status_code == 200
+    assert client.get("/", follow=True).status_code == 200
 
 
 def test_the_stream_page_of_a_run_in_another_workspace_is_not_found(
@@ -192,7 +192,7 @@ def test_the_home_page_lists_only_the_users_runs(personas: Personas) -> None:
     ours = personas.run()
     theirs = run_create(agent=personas.other_agent, input={"prompt": "secret"})
 
-    content = logged_in(personas.viewer).get("/").content.decode()
+    content = logged_in(personas.viewer).get("/", follow=True).content.decode()
 
-    assert stream_url(ours) in content
-    assert stream_url(theirs) not in content
+    assert reverse("console:run-detail", args=[ours.id]) in content
+    assert str(theirs.id) not in content

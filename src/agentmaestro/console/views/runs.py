@@ -11,62 +11,27 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from agentmaestro.agents.models import Agent
 from agentmaestro.common.errors import AppError, NotFound, PermissionDenied, ValidationFailed
-from agentmaestro.console.demo import DEMO_PROMPT
+from agentmaestro.common.time import iso
+from agentmaestro.console.views.common import display_time, json_summary, nav_context
+from agentmaestro.console.views.workspaces import PROMPT_MAX_CHARS
 from agentmaestro.runs import dispatch
-from agentmaestro.runs.models import AgentRun
+from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
 from agentmaestro.runs.selectors import run_events_since, run_for_user
 from agentmaestro.runs.services.runs import run_add_note, run_create
 from agentmaestro.runs.services.snapshot import run_snapshot
 from agentmaestro.runs.states import RunStatus
-from agentmaestro.workspaces.models import Role, WorkspaceMembership
+from agentmaestro.workspaces.models import Role
 from agentmaestro.workspaces.selectors import membership_role
 
 # The stream page renders at most this many of the latest stored events (and says how many
 # earlier ones it leaves out), so a long run's page stays light.
 TIMELINE_EVENTS = 500
 NOTE_MAX_CHARS = 2000
-PROMPT_MAX_CHARS = 4000
-# Summaries of JSON values are cut here, the same way run_stream.js cuts the ones it adds.
-SUMMARY_CHARS = 160
-
-
-def json_summary(value: Any) -> str:
-    """Compact JSON with sorted keys, clipped: what the page's script shows for a value."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "\u2026"
-
-
-def healthz(request: HttpRequest) -> HttpResponse:
-    return JsonResponse({"status": "ok"})
-
-
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    runs = (
-        # login_required: the user is authenticated, so it has a primary key.
-        AgentRun.objects.filter(workspace__memberships__user_id=cast(int, request.user.pk))
-        .select_related("agent", "workspace")
-        .order_by("-created_at")[:50]
-    )
-    writable = WorkspaceMembership.objects.filter(
-        user_id=cast(int, request.user.pk),
-        role__in=[role.value for role in Role if Role.at_least(role, Role.MEMBER)],
-    ).values_list("workspace_id", flat=True)
-    agents = Agent.objects.filter(workspace_id__in=writable).select_related("workspace")
-    return render(
-        request,
-        "console/home.html",
-        {
-            "runs": runs,
-            "agents": agents,
-            "prompt_max_chars": PROMPT_MAX_CHARS,
-            "default_prompt": DEMO_PROMPT,
-        },
-    )
 
 
 @login_required
@@ -75,7 +40,7 @@ def run_start(request: HttpRequest) -> HttpResponse:
     """Start a run of an agent with a prompt; members and above of the agent's workspace.
 
     The run is created PENDING and its first tick is enqueued once that commit is done;
-    the browser goes to the new run's stream page to watch it.
+    the browser goes to the new run's page to watch it.
     """
     try:
         agent = _agent_for_member(request, request.POST.get("agent", ""))
@@ -94,7 +59,7 @@ def run_start(request: HttpRequest) -> HttpResponse:
         raise Http404("No such agent.") from None
     except AppError as error:
         return HttpResponse(error.message, status=error.http_status, content_type="text/plain")
-    return redirect(reverse("console:run-stream", args=[run.id]))
+    return redirect(reverse("console:run-detail", args=[run.id]))
 
 
 def _agent_for_member(request: HttpRequest, agent_id: str) -> Agent:
@@ -149,11 +114,10 @@ def run_stream(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
         request,
         "console/run_stream.html",
         {
+            **nav_context(request, run.workspace, role),
             "run": run,
-            "role": role,
             "snapshot": snapshot,
             "stream": stream,
-            "can_write": can_write,
             "is_terminal": RunStatus(run_fields["status"]).is_terminal,
             "note_max_chars": NOTE_MAX_CHARS,
             "prompt_max_chars": PROMPT_MAX_CHARS,
@@ -173,16 +137,66 @@ def run_stream(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
     )
 
 
+@login_required
+def run_detail(request: HttpRequest, run_id: uuid.UUID) -> HttpResponse:
+    """A run at a glance: its timeline and waterfall, built from the snapshot and then live.
+
+    The snapshot (read under the run's share lock) and the events up to its ``last_seq``
+    are embedded in the page; the page's script renders them and subscribes with
+    ``since_seq = last_seq``, so the live stream starts exactly where the page left off.
+    Step ids (never in events) are embedded, so streamed ``token.delta`` frames, which
+    name a step by id, find their turn; and tool calls' positions, to list a turn's calls
+    in the order the model made them.
+    """
+    try:
+        run, role = run_for_user(request.user, run_id)
+    except NotFound:
+        raise Http404("No such run.") from None
+    run = AgentRun.objects.select_related("agent", "workspace").get(id=run.id)
+    snapshot = run_snapshot(run.id)
+    last_seq: int = snapshot["last_seq"]
+    since = max(0, last_seq - TIMELINE_EVENTS)
+    events = [e.as_frame() for e in run_events_since(run.id, since, limit=last_seq - since)]
+    step_ids = dict(AgentStep.objects.filter(run_id=run.id).values_list("id", "index"))
+    # The snapshot orders a step's tool calls by creation time, then id; calls made by one
+    # model turn share a creation time, so the page orders them by position, as the model
+    # asked for them (the order their tool_call.created events come in).
+    positions = dict(ToolCall.objects.filter(run_id=run.id).values_list("id", "position"))
+    run_fields = snapshot["run"]
+    initial: dict[str, Any] = {
+        "run_id": str(run.id),
+        "snapshot": snapshot,
+        "events": events,
+        "omitted": since,
+        "step_ids": {str(key): index for key, index in step_ids.items()},
+        "call_positions": {str(key): position for key, position in positions.items()},
+        "heartbeat_seconds": settings.AGENTMAESTRO_WS_HEARTBEAT_SECONDS,
+        "terminal_statuses": sorted(s.value for s in RunStatus if s.is_terminal),
+        "server_now": iso(timezone.now()),
+    }
+    return render(
+        request,
+        "console/run_detail.html",
+        {
+            **nav_context(request, run.workspace, role),
+            "run": run,
+            "status": run_fields["status"],
+            "is_terminal": RunStatus(run_fields["status"]).is_terminal,
+            "prompt": _prompt_of(run_fields["input"]),
+            "input_json": json.dumps(run_fields["input"], indent=2, ensure_ascii=False),
+            "created_at": display_time(run_fields["created_at"]),
+            "initial": initial,
+            "prompt_max_chars": PROMPT_MAX_CHARS,
+            "note_max_chars": NOTE_MAX_CHARS,
+        },
+    )
+
+
 def _prompt_of(run_input: Any) -> str:
     """The run's prompt, to start another run with (the console starts runs with one)."""
     if isinstance(run_input, dict) and isinstance(run_input.get("prompt"), str):
         return str(run_input["prompt"])
     return ""
-
-
-def display_time(iso: str | None) -> str:
-    """An ISO timestamp as the page shows it (UTC, to the second), like run_stream.js."""
-    return "" if iso is None else iso[:19].replace("T", " ")
 
 
 def _tool_call_row(call: dict[str, Any]) -> dict[str, Any]:

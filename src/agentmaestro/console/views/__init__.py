@@ -1,0 +1,1 @@
+"""The console's pages: server-rendered templates; live parts follow the WebSockets."""
