@@ -291,7 +291,8 @@ function adoptPendingDeltas(step) {
 }
 
 function onDelta(frame) {
-  let index = view.stepIds.get(frame.step_id);
+  // Frames name their step by index (step_index); older servers sent only its row id.
+  let index = Number.isInteger(frame.step_index) ? frame.step_index : view.stepIds.get(frame.step_id);
   if (index === undefined) {
     const known = new Set(view.stepIds.values());
     const unmatched = startedModelSteps().filter((s) => !known.has(s.index));
