@@ -118,10 +118,16 @@ class Api:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
         try:
             response = httpx.request(
-                method, self.url + path, headers=self.headers, timeout=30, **kwargs
+                method,
+                self.url + path,
+                headers={**self.headers, **(headers or {})},
+                timeout=30,
+                **kwargs,
             )
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach {self.url}: {exc}") from exc
@@ -154,7 +160,7 @@ class Api:
             "POST",
             f"/api/v1/workspaces/{quote(workspace)}/runs/",
             json={"agent": agent, "input": run_input},
-            headers={**self.headers, "Idempotency-Key": str(uuid.uuid4())},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
         )
         return run
 
@@ -214,6 +220,8 @@ class Printer:
     streamed: set[int] = field(default_factory=set)
     tools: dict[str, str] = field(default_factory=dict)
     usage: tuple[int, int] | None = None
+    # What each model turn said (streamed or whole), by step index.
+    said: dict[int, str] = field(default_factory=dict)
 
     def paint(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
@@ -246,6 +254,7 @@ class Printer:
                 self.out.write("  ")
             if isinstance(index, int):
                 self.streamed.add(index)
+                self.said[index] = self.said.get(index, "") + str(frame.get("text", ""))
             self.write(str(frame.get("text", "")))
         elif kind == "event":
             self.event(frame["event_type"], frame["payload"])
@@ -262,11 +271,16 @@ class Printer:
             if self.status == "COMPLETED":
                 output = p.get("output")
                 text = output.get("text") if isinstance(output, dict) else None
-                self.line(text if isinstance(text, str) else json.dumps(output, indent=2))
+                if not isinstance(text, str):
+                    self.line(json.dumps(output, indent=2))
+                elif text != self.said.get(max(self.said, default=0)):
+                    self.line(text)  # unless the model's last turn, just shown, said it
             elif self.status in {"FAILED", "CANCELLED"} and p.get("error"):
                 self.line(self.paint(f"{p['error']['code']}: {p['error']['message']}", "31"))
         elif type_ == "step.updated" and p.get("payload") and p["status"] == "COMPLETED":
             text = p["payload"].get("text")
+            if isinstance(text, str) and "turn" in p["payload"]:
+                self.said[p["index"]] = text
             if p["index"] in self.streamed:
                 if self.streaming == p["index"]:
                     self.write("\n")  # the streamed text is complete

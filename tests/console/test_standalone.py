@@ -398,3 +398,72 @@ def test_standalone_starts_runs_from_the_console_and_finishes_a_run_killed_midwa
     assert calls == [("SUCCEEDED", 1), ("SUCCEEDED", 1)]
     statuses = db_rows(data_dir, "SELECT status FROM runs_agentrun")
     assert statuses == [("COMPLETED",)] * 3
+
+
+def test_a_fresh_standalone_is_driven_through_the_api_a_websocket_and_agentmaestro_run(
+    tmp_path: Path,
+) -> None:
+    """The quickstart as a user follows it: the printed token, the REST API, a WebSocket,
+    and ``agentmaestro run … --follow`` streaming demo agents to their ends."""
+    with standalone(tmp_path, tmp_path / "data", free_port(), "quickstart") as server:
+        token = server.banner("API token").split()[0]
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=server.url, headers=auth, timeout=10) as api:
+            (workspace,) = api.get("/api/v1/workspaces/").json()["items"]
+            created = api.post(
+                f"/api/v1/workspaces/{workspace['id']}/runs/",
+                json={"agent": "flaky-tool", "input": {"prompt": "split the bill"}},
+            )
+            assert created.status_code == 201, created.text
+            run_id = created.json()["id"]
+            ws_url = f"{server.url.replace('http://', 'ws://')}/ws/runs/{run_id}/?since_seq=0"
+            with connect(ws_url, additional_headers=auth) as ws:
+                streamed = events_until(ws, finished)
+            assert streamed[-1]["payload"]["to_status"] == "COMPLETED"
+            stored = api.get(f"/api/v1/runs/{run_id}/events/", params={"limit": 1000}).json()
+            assert [(e["seq"], e["event_type"], e["payload"]) for e in streamed] == [
+                (e["seq"], e["event_type"], e["payload"]) for e in stored["items"]
+            ]
+            assert api.get(f"/api/v1/runs/{run_id}/").json()["status"] == "COMPLETED"
+
+        client_env = standalone_env(AGENTMAESTRO_URL=server.url, AGENTMAESTRO_TOKEN=token)
+        done = subprocess.run(
+            [str(CLI), "run", "demo-agent", "--input", "What is 6 * 7?", "--follow"],
+            env=client_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0].startswith("run ")
+        assert 'tool ▸ calculator({"expression":"6 * 7"})' in lines
+        assert '  ◂ calculator → {"value":42}' in lines
+        assert "● COMPLETED" in lines
+        assert lines[-2] == "● COMPLETED"  # the answer was the last turn's text, shown once
+        assert sum("6 * 7 = 42, and 42 / 6 = 7" in line for line in lines) == 1
+        assert "\x1b[" not in done.stdout  # not a terminal: no colours
+
+        failed = subprocess.run(
+            [str(CLI), "run", "over-budget", "--follow"],
+            env=client_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "● FAILED" in failed.stdout
+        assert "budget_tool_calls:" in failed.stdout
+
+        refused = subprocess.run(
+            [str(CLI), "run", "demo-agent", "--token", "not-a-token"],
+            env=client_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 2
+        assert refused.stderr.startswith("agentmaestro run: ")
