@@ -74,7 +74,7 @@ def test_a_session_write_needs_the_csrf_token(personas: Personas) -> None:
     body = '{"agent": "helper", "input": {"prompt": "hi"}}'
     refused = client.post(url, body, content_type="application/json")
     assert_error(refused, 403, "csrf_failed")
-    client.get("/")  # the console page sets the csrftoken cookie
+    client.get("/", follow=True)  # the console's dashboard sets the csrftoken cookie
     csrf = client.cookies["csrftoken"].value
     accepted = client.post(
         url, body, content_type="application/json", headers={"X-CSRFToken": csrf}

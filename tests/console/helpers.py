@@ -25,5 +25,12 @@ def standalone_env(**extra: str) -> dict[str, str]:
         "SECRET_KEY",
         "DJANGO_SETTINGS_MODULE",
         "AGENTMAESTRO_DATA_DIR",
+        # The provider tests' fake keys (tests/agents/conftest.py) would seed an assistant
+        # agent on a model that is not there.
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "AGENTMAESTRO_ASSISTANT_MODEL",
     }
     return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}

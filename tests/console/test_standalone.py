@@ -344,7 +344,7 @@ def test_standalone_starts_runs_from_the_console_and_finishes_a_run_killed_midwa
 
         # A member starts a run from the console and watches it finish.
         agents = agent_options(client.get("/", follow_redirects=True).text)
-        assert set(agents) == {"demo-agent", "slow"}
+        assert set(agents) == {"demo-agent", "flaky-tool", "over-budget", "slow"}
         run_id = start_run(client, agents["demo-agent"], "from the console form")
         assert client.get(f"/runs/{run_id}/").status_code == 200
         assert client.get(f"/runs/{run_id}/stream/").status_code == 200

@@ -93,7 +93,8 @@ def log_in(page: Page, server: LiveServer, username: str, next_path: str) -> Non
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{server.url}{next_path}")
+    # Generous: on a loaded machine the first page of a fresh server can take a while.
+    page.wait_for_url(f"{server.url}{next_path}", timeout=30_000)
 
 
 def wait_until_live(page: Page) -> None:
