@@ -12,7 +12,6 @@ the reconciler unless a message or a worker was lost.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -23,49 +22,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentmaestro.agents.providers.base import ModelResponse, Usage
-from agentmaestro.celery import app
 from agentmaestro.runs.engine import activities
 from agentmaestro.runs.engine.decide import RequestedToolCall
 from agentmaestro.runs.engine.tick import tick
-from agentmaestro.runs.events.broadcast import broadcaster
 from agentmaestro.runs.models import AgentRun, AgentStep, RunEvent, ToolCall
 from agentmaestro.runs.services.reconciler import reconcile
 from agentmaestro.runs.services.runs import run_create
 from agentmaestro.runs.states import RUN_TRANSITIONS, RunStatus, StepStatus, ToolCallStatus
 from agentmaestro.tools.executors import execute_tool
 from agentmaestro.tools.models import ToolExecution
-from tests.engine.helpers import scripted_agent, use_broker
+from tests.engine.helpers import MemoryBroker, scripted_agent
 from tests.factories import Personas
 from tests.replay import assert_replays
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 Message = tuple[str, Any]
-
-
-@pytest.fixture
-def broker() -> Iterator[None]:
-    """Celery on ``memory://``, whose messages the test delivers itself; no broadcasts."""
-
-    previous = app.conf.broker_url
-    use_broker("memory://")
-    drain()
-    broadcaster.drop_hook = lambda group, message: True
-    try:
-        yield
-    finally:
-        broadcaster.drop_hook = None
-        use_broker(previous)
-
-
-def drain() -> list[Message]:
-    messages = []
-    with app.connection_for_write() as conn:
-        channel: Any = conn.default_channel  # (the stubs lack basic_get)
-        for name in ("ticks", "activities"):
-            while (message := channel.basic_get(name, no_ack=True)) is not None:
-                messages.append((message.headers["task"], message.decode()[0][0]))
-    return messages
+# The broker is memory:// (the memory_broker fixture); any handle drains it.
+BROKER = MemoryBroker()
 
 
 # Scripts: what the model answers on each turn ------------------------------------
@@ -113,7 +87,7 @@ class World:
     def collect(self) -> None:
         # The reconciler also wakes runs that earlier (failed, shrinking) examples left;
         # and it lists work in no particular order, so sort it: examples must replay.
-        ours = [(key, message) for message in drain() if (key := self.key(message))]
+        ours = [(key, message) for message in BROKER.drain() if (key := self.key(message))]
         self.messages += [message for _, message in sorted(ours)]
 
     def key(self, message: Message) -> tuple[str, int, str] | None:
@@ -232,7 +206,7 @@ ACTIONS = ["deliver", "finish", "deliver_twice", "finish_twice", "tick", "lose",
 )
 @given(script=scripts, data=st.data())
 def test_any_interleaving_of_ticks_and_activities_completes_the_run_once(
-    personas: Personas, broker: None, script: list[list[str]], data: st.DataObject
+    personas: Personas, memory_broker: MemoryBroker, script: list[list[str]], data: st.DataObject
 ) -> None:
     agent = scripted_agent(personas.workspace, [], slug=f"prop-{uuid.uuid4().hex[:8]}")
     run = run_create(agent=agent, input={"prompt": "go"}, created_by=personas.member)
