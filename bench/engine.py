@@ -412,7 +412,7 @@ def replay_template(capture: Capture, run_id: uuid.UUID) -> dict[str, Any]:
         else:
             sym_params = [sym(v) for v in params]
         # The ORM's INSERT returns the new step's id; the engine's step write
-        # (runs/engine/store.py) returns [index, id] pairs of the steps it inserted.
+        # (runs/engine/store/) returns [index, id] pairs of the steps it inserted.
         inserts_step = (
             sql.lstrip().startswith('INSERT INTO "runs_agentstep"')
             or "INSERT INTO runs_agentstep" in sql

@@ -135,7 +135,7 @@ class RunEvent(models.Model):
     # No separate index on run_id: the (run, seq) unique index serves every lookup by run,
     # and a second index measurably slows the append path (see bench/events.py). No
     # database foreign key either: every event is inserted by the statement that bumps its
-    # run's last_seq (events/store.py, engine/store.py), so its run exists and is locked,
+    # run's last_seq (events/store.py, engine/store/), so its run exists and is locked,
     # and a deferred check per event at every commit is pure cost on the hottest table.
     # Deleting a run still deletes its events (Django's CASCADE).
     run = models.ForeignKey(

@@ -26,7 +26,7 @@ def run_tick(run_id: str) -> None:
     except Exception:
         # Counted, so the reconciler can fail a run that can never tick instead of
         # retrying it forever; then re-raised for Celery's log. A step that writes
-        # resets the count (engine/store.py).
+        # resets the count (engine/store/).
         AgentRun.objects.filter(id=key).update(tick_failures=F("tick_failures") + 1)
         raise
 

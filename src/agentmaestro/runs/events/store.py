@@ -98,7 +98,7 @@ def broadcast_on_commit(
     """The stored form of events just inserted from ``first_seq``, broadcast after commit.
 
     For writers that insert events inside a larger statement of their own (the engine's
-    step commit, runs/engine/store.py) but must announce them exactly as this module does.
+    step commit, runs/engine/store/) but must announce them exactly as this module does.
     """
     stored = [
         StoredEvent(run_id, first_seq + i, type_, version, payload, now)

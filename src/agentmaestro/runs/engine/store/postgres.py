@@ -1,83 +1,30 @@
-"""The engine's hot path: read a run's state under its lock, and write one step's changes.
+"""The PostgreSQL form of the step store: hand-written statements, one per operation.
 
-Every step of every run passes through here twice — once to read, once to write — so
-this is where ``bench/engine.py`` says the time goes, and where it is written by hand:
-
-* :func:`read_locked` — one ``SELECT … FOR UPDATE OF r`` that returns the run, its
-  agent's budgets and policy, the newest model step, the tool calls of that turn,
-  whether their observations exist, and the definitions of the tools the model asked
-  for.
-* :func:`write_changes` — one statement (on PostgreSQL) that writes everything a step
-  decided: the run's new fields and its ``last_seq`` bump, finished activities (fenced
-  by attempt), new steps, new tool calls, tool execution records and the events, with
-  their sequence numbers taken from the bump.
-
-Both run inside the caller's transaction (``engine/tick.py``), which holds the run's row
-lock from the read to the commit. PostgreSQL gets single hand-written statements;
-SQLite (standalone, in-process, one writer at a time) gets the same behaviour through
-the ORM in several statements. ``tests/engine/test_store.py`` runs one conformance suite
-against both forms.
+Each statement is laid out and commented clause by clause below; what is sent is its
+compacted form (``compact``). bench/engine.py measures them and replays them as its floor.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
 
 from agentmaestro.agents.models import Agent
+from agentmaestro.runs.engine.store.rows import (
+    Changes,
+    FenceFailed,
+    Loaded,
+    ModelContext,
+    Written,
+)
 from agentmaestro.runs.events.store import broadcast_on_commit, check_events
-from agentmaestro.runs.events.types import NewEvent, StoredEvent
 from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
-from agentmaestro.runs.states import StepKind, StepStatus
-from agentmaestro.tools.models import ToolDefinition, ToolExecution
-
-
-@dataclass
-class Loaded:
-    """A run's state as one step needs it (the run row is locked by the caller)."""
-
-    run: AgentRun
-    agent: Agent
-    # The newest MODEL_CALL step and the tool calls of its turn (model order).
-    model: AgentStep | None
-    calls: list[ToolCall]
-    observed: bool
-    # Definitions of the tools in the agent's policy, by name.
-    tools: dict[str, ToolDefinition]
-
-
-@dataclass
-class Changes:
-    """What one step writes. Rows are unsaved model instances holding the new values."""
-
-    run: AgentRun
-    events: list[NewEvent] = field(default_factory=list)
-    new_steps: list[AgentStep] = field(default_factory=list)
-    # (step, attempt it must still have, or None); the step must still be STARTED.
-    finished_steps: list[tuple[AgentStep, int | None]] = field(default_factory=list)
-    # (call, the index of the new TOOL_CALL step it belongs to).
-    new_calls: list[tuple[ToolCall, int]] = field(default_factory=list)
-    # (call, the status and attempt it must still have).
-    changed_calls: list[tuple[ToolCall, str, int]] = field(default_factory=list)
-    executions: list[ToolExecution] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.events)
-
-
-@dataclass
-class Written:
-    events: list[StoredEvent]
-    # The database ids of the new steps, by index.
-    step_ids: dict[int, int]
-    # How many fenced rows matched; fewer than asked means a fence failed.
-    finished_steps: int
-    changed_calls: int
+from agentmaestro.runs.states import StepKind
+from agentmaestro.tools.models import ToolDefinition
 
 
 def compact(sql: str) -> str:
@@ -89,35 +36,6 @@ def compact(sql: str) -> str:
     lines = (line.split("--", 1)[0] for line in sql.splitlines())
     return " ".join(" ".join(lines).split())
 
-
-class FenceFailed(Exception):
-    """A fenced row changed between the read and the write; the caller rolls back."""
-
-
-def hand_written() -> bool:
-    """Whether this connection takes the hand-written statements (else the ORM form)."""
-    return connection.vendor == "postgresql"
-
-
-def read_locked(run_id: uuid.UUID) -> Loaded | None:
-    if hand_written():
-        return _read_postgresql(run_id)
-    return _read_orm(run_id)
-
-
-def write_changes(changes: Changes, now: datetime) -> Written:
-    """Write ``changes`` in the caller's transaction; raises FenceFailed (caller rolls back)."""
-    written = _write_postgresql(changes, now) if hand_written() else _write_orm(changes, now)
-    if written.finished_steps != len(changes.finished_steps) or written.changed_calls != len(
-        changes.changed_calls
-    ):
-        raise FenceFailed(f"run {changes.run.id}: a claimed row moved under the write")
-    for step in changes.new_steps:
-        step.id = written.step_ids[step.index]
-    return written
-
-
-# --- PostgreSQL: one statement each way -------------------------------------------------
 
 _PG_READ = """
 SELECT r.workspace_id, r.agent_id, r.status, r.input, r.created_at, r.started_at, r.last_seq,
@@ -170,7 +88,7 @@ def _ts(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-def _read_postgresql(run_id: uuid.UUID) -> Loaded | None:
+def read_locked(run_id: uuid.UUID) -> Loaded | None:
     with connection.cursor() as cursor:
         cursor.execute(_PG_READ, [run_id])
         row = cursor.fetchone()
@@ -360,7 +278,7 @@ def _dumps(rows: list[dict[str, Any]]) -> str:
     return json.dumps(rows, default=_default)
 
 
-def _write_postgresql(changes: Changes, now: datetime) -> Written:
+def write_changes(changes: Changes, now: datetime) -> Written:
     run = changes.run
     checked = check_events(changes.events)
     params: dict[str, Any] = {
@@ -475,130 +393,6 @@ def _write_postgresql(changes: Changes, now: datetime) -> Written:
     )
 
 
-# --- The ORM form: SQLite (standalone), and the reference for the conformance suite ------
-
-
-def _read_orm(run_id: uuid.UUID) -> Loaded | None:
-    # of=("self",): lock the run's row only, not its agent's (runs of one agent would
-    # otherwise tick one at a time). SQLite ignores it: its write transactions serialize.
-    run = (
-        AgentRun.objects.select_for_update(of=("self",))
-        .select_related("agent")
-        .filter(id=run_id)
-        .first()
-    )
-    if run is None:
-        return None
-    model = (
-        AgentStep.objects.filter(run_id=run_id, kind=StepKind.MODEL_CALL).order_by("-index").first()
-    )
-    calls: list[ToolCall] = []
-    observed = False
-    tools: dict[str, ToolDefinition] = {}
-    if model is not None:
-        calls = list(
-            ToolCall.objects.filter(run_id=run_id, step__index__gt=model.index).order_by(
-                "created_at", "position"
-            )
-        )
-        observed = AgentStep.objects.filter(
-            run_id=run_id, kind=StepKind.OBSERVATION, index__gt=model.index
-        ).exists()
-
-    names = list(run.agent.tool_policy or {})
-    if names:
-        tools = {
-            t.name: t
-            for t in ToolDefinition.objects.filter(workspace_id=run.workspace_id, name__in=names)
-        }
-    return Loaded(
-        run=run, agent=run.agent, model=model, calls=calls, observed=observed, tools=tools
-    )
-
-
-def _write_orm(changes: Changes, now: datetime) -> Written:
-    from agentmaestro.runs.events.store import append_events
-
-    run = changes.run
-    AgentRun.objects.filter(id=run.id).update(
-        status=run.status,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        output=run.output,
-        error=run.error,
-        step_count=run.step_count,
-        tool_call_count=run.tool_call_count,
-        input_tokens=run.input_tokens,
-        output_tokens=run.output_tokens,
-        tick_failures=0,
-    )
-    finished = 0
-    for step, fence in changes.finished_steps:
-        fenced = AgentStep.objects.filter(
-            run_id=run.id, index=step.index, status=StepStatus.STARTED
-        )
-        if fence is not None:
-            fenced = fenced.filter(attempt=fence)
-        finished += fenced.update(
-            status=step.status,
-            payload=step.payload,
-            finished_at=step.finished_at,
-            lease_expires_at=None,
-        )
-    created = AgentStep.objects.bulk_create(
-        [
-            AgentStep(
-                run_id=run.id,
-                index=s.index,
-                kind=s.kind,
-                status=s.status,
-                payload=s.payload,
-                created_at=s.created_at,
-                finished_at=s.finished_at,
-                attempt=s.attempt,
-                lease_expires_at=s.lease_expires_at,
-            )
-            for s in changes.new_steps
-        ]
-    )
-    step_ids = {s.index: s.id for s in created}
-    changed = 0
-    for call, fence_status, fence_attempt in changes.changed_calls:
-        changed += ToolCall.objects.filter(
-            id=call.id, run_id=run.id, status=fence_status, attempt=fence_attempt
-        ).update(
-            status=call.status,
-            attempt=call.attempt,
-            result=call.result,
-            error=call.error,
-            started_at=call.started_at,
-            finished_at=call.finished_at,
-            lease_expires_at=call.lease_expires_at,
-        )
-    for call, step_index in changes.new_calls:
-        call.step_id = step_ids[step_index]
-    ToolCall.objects.bulk_create([call for call, _ in changes.new_calls])
-    ToolExecution.objects.bulk_create(changes.executions, ignore_conflicts=True)
-    stored = append_events(run.id, changes.events)
-    return Written(events=stored, step_ids=step_ids, finished_steps=finished, changed_calls=changed)
-
-
-# --- What a model call needs: the conversation so far and the tools on offer -------------
-
-
-@dataclass
-class ModelContext:
-    system_prompt: str
-    input: Any
-    model_settings: dict[str, Any]
-    tool_policy: dict[str, Any]
-    # (kind, status, payload) of the run's MODEL_CALL and OBSERVATION steps before the
-    # one being answered, in order.
-    steps: list[tuple[str, str, dict[str, Any]]]
-    # The workspace's tools named in the agent's policy.
-    tools: list[ToolDefinition]
-
-
 _PG_MODEL_CONTEXT = """
 SELECT a.system_prompt, r.input, a.model_settings, a.tool_policy,
        (SELECT json_agg(json_build_array(s.kind, s.status, s.payload) ORDER BY s.index)
@@ -615,44 +409,19 @@ _PG_MODEL_CONTEXT = compact(_PG_MODEL_CONTEXT)
 
 
 def read_model_context(run_id: uuid.UUID, before_index: int) -> ModelContext:
-    if hand_written():
-        with connection.cursor() as cursor:
-            cursor.execute(_PG_MODEL_CONTEXT, [before_index, run_id])
-            row = cursor.fetchone()
-        if row is None:
-            raise AgentRun.DoesNotExist(f"no run {run_id}")
-        prompt, input_, settings, policy, steps, tools = row
-        return ModelContext(
-            system_prompt=prompt,
-            input=_json(input_),
-            model_settings=_json(settings),
-            tool_policy=_json(policy),
-            steps=[(k, s, p) for k, s, p in _json(steps) or ()],
-            tools=[
-                ToolDefinition(name=n, description=d, args_schema=a)
-                for n, d, a in _json(tools) or ()
-            ],
-        )
-    run = AgentRun.objects.select_related("agent").get(id=run_id)
-    agent = run.agent
-    policy = agent.tool_policy or {}
+    with connection.cursor() as cursor:
+        cursor.execute(_PG_MODEL_CONTEXT, [before_index, run_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise AgentRun.DoesNotExist(f"no run {run_id}")
+    prompt, input_, settings, policy, steps, tools = row
     return ModelContext(
-        system_prompt=agent.system_prompt,
-        input=run.input,
-        model_settings=agent.model_settings,
-        tool_policy=policy,
-        steps=list(
-            AgentStep.objects.filter(
-                run_id=run_id,
-                kind__in=[StepKind.MODEL_CALL, StepKind.OBSERVATION],
-                index__lt=before_index,
-            )
-            .order_by("index")
-            .values_list("kind", "status", "payload")
-        ),
-        tools=list(
-            ToolDefinition.objects.filter(
-                workspace_id=run.workspace_id, name__in=list(policy)
-            ).order_by("name")
-        ),
+        system_prompt=prompt,
+        input=_json(input_),
+        model_settings=_json(settings),
+        tool_policy=_json(policy),
+        steps=[(k, s, p) for k, s, p in _json(steps) or ()],
+        tools=[
+            ToolDefinition(name=n, description=d, args_schema=a) for n, d, a in _json(tools) or ()
+        ],
     )
