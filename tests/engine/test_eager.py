@@ -167,7 +167,8 @@ def test_a_stale_inline_claim_is_not_recorded_twice(
     personas: Personas, broker: MemoryBroker, eager_slice: Any
 ) -> None:
     """The tool results of one turn, delivered again after they were recorded, are dropped."""
-    from agentmaestro.runs.engine.tick import ToolResult, advance
+    from agentmaestro.runs.engine.plan import ToolResult
+    from agentmaestro.runs.engine.tick import advance
 
     eager_slice(60_000)
     run, _ = run_scripted(personas, broker, "twice")

@@ -34,17 +34,17 @@ from agentmaestro.agents.providers.base import (
     ProviderError,
     ToolSpec,
 )
-from agentmaestro.runs.engine.store import read_model_context
-from agentmaestro.runs.engine.tick import (
+from agentmaestro.runs.engine.plan import (
     MODEL_LEASE,
     TOOL_LEASE_GRACE,
     Activity,
     ActivityResult,
     ModelResult,
     ToolResult,
-    _requested,
-    advance,
+    requested_calls,
 )
+from agentmaestro.runs.engine.store import read_model_context
+from agentmaestro.runs.engine.tick import advance
 from agentmaestro.runs.events.broadcast import broadcaster, run_group
 from agentmaestro.runs.events.store import append_events
 from agentmaestro.runs.events.types import NewEvent
@@ -123,7 +123,7 @@ def build_model_request(
         if kind == StepKind.MODEL_CALL and status == StepStatus.COMPLETED:
             turn += 1
             messages.append(
-                Message("assistant", payload.get("text") or "", tool_calls=_requested(payload))
+                Message("assistant", payload.get("text") or "", tool_calls=requested_calls(payload))
             )
         elif kind == StepKind.OBSERVATION:
             content = payload.get("result", payload.get("error"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from agentmaestro.runs.engine.decide import RunState
+from agentmaestro.runs.engine.plan import Plan
 from agentmaestro.runs.engine.store import read_locked
-from agentmaestro.runs.engine.tick import _Plan
 from agentmaestro.runs.models import AgentRun
 
 
@@ -15,4 +15,4 @@ def load_state(run: AgentRun, now: datetime) -> RunState:
     loaded = read_locked(run.id)
     if loaded is None:
         raise AgentRun.DoesNotExist(f"no run {run.id}")
-    return _Plan(loaded, now, eager=False).state()
+    return Plan(loaded, now, eager=False).state()
