@@ -56,9 +56,15 @@ class Process:
 
     def stop(self) -> None:
         """SIGTERM (a graceful shutdown), then SIGKILL if it takes too long."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
+        self.terminate()
+        self.wait_stopped()
+
+    def terminate(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+
+    def wait_stopped(self) -> None:
+        """Wait for the end a ``terminate`` asked for; SIGKILL if it takes too long."""
         try:
             self.process.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -175,8 +181,11 @@ def start_beat(tmp_dir: Path, **env_overrides: str | None) -> Beat:
     return Beat(process, log_path)
 
 
-def start_web(tmp_dir: Path, name: str = "web", **env_overrides: str | None) -> LiveServer:
-    """``agentmaestro web`` on a free port, once it answers ``/healthz``."""
+def spawn_web(tmp_dir: Path, name: str = "web", **env_overrides: str | None) -> LiveServer:
+    """``agentmaestro web`` on a free port, not yet serving: see ``wait_until_serving``.
+
+    (Starting several at once and then waiting for them saves seconds.)
+    """
     port = free_port()
     log_path = tmp_dir / f"{name}-{port}.log"
     process = _spawn(
@@ -184,7 +193,12 @@ def start_web(tmp_dir: Path, name: str = "web", **env_overrides: str | None) -> 
         log_path,
         server_env(**env_overrides),
     )
-    server = LiveServer(process, log_path, "127.0.0.1", port)
+    return LiveServer(process, log_path, "127.0.0.1", port)
+
+
+def start_web(tmp_dir: Path, name: str = "web", **env_overrides: str | None) -> LiveServer:
+    """``agentmaestro web`` on a free port, once it answers ``/healthz``."""
+    server = spawn_web(tmp_dir, name, **env_overrides)
     try:
         wait_until_serving(server)
     except BaseException:
@@ -247,8 +261,11 @@ def stopping_all() -> Iterator[Started]:
             exc.add_note(process.log_tail())
         raise
     finally:
-        for process in reversed(started.processes):
-            process.stop()
+        # All at once: each takes a moment to shut down gracefully.
+        for process in started.processes:
+            process.terminate()
+        for process in started.processes:
+            process.wait_stopped()
 
 
 @contextmanager

@@ -37,11 +37,13 @@ from tests.engine.helpers import scripted_agent
 from tests.factories import Personas
 from tests.live import (
     LiveServer,
+    spawn_web,
     start_beat,
     start_web,
     start_worker,
     stopping_all,
     wait_for_log,
+    wait_until_serving,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -185,10 +187,12 @@ def test_twenty_runs_stream_exactly_their_stored_events_across_web_and_worker_pr
         beat = started.add(start_beat(tmp_path, AGENTMAESTRO_RECONCILE_SECONDS=RECONCILE_SECONDS))
         webs = [
             started.add(
-                start_web(tmp_path, name, AGENTMAESTRO_WS_HEARTBEAT_SECONDS=HEARTBEAT_SECONDS)
+                spawn_web(tmp_path, name, AGENTMAESTRO_WS_HEARTBEAT_SECONDS=HEARTBEAT_SECONDS)
             )
             for name in ("web1", "web2")
         ]
+        for web in webs:
+            wait_until_serving(web)
 
         followed = asyncio.run(follow_all(webs, token, personas.workspace.slug, "distributed"))
 
