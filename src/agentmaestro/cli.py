@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(run_main(args[1:]))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agentmaestro.settings")
     export_data_dir(args)
+    if args and args[0] == "web":
+        from agentmaestro.console.management.commands.web import web_environment_defaults
+
+        web_environment_defaults(os.environ)
     from django.core.management import execute_from_command_line
 
     from agentmaestro.config import InsecureConfiguration

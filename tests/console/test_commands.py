@@ -19,6 +19,7 @@ from agentmaestro.accounts.models import ApiToken
 from agentmaestro.accounts.services import api_token_authenticate
 from agentmaestro.agents.models import Agent
 from agentmaestro.console.demo import DEMO_PROMPT
+from agentmaestro.console.management.commands.web import web_environment_defaults
 from agentmaestro.runs.models import AgentRun, RunEvent
 from agentmaestro.runs.services.runs import run_create
 from agentmaestro.runs.services.transitions import run_transition
@@ -142,6 +143,24 @@ def test_web_refuses_to_start_on_postgresql_without_a_secret_key(tmp_path: Path)
 
     assert result.returncode == 2
     assert "refusing to start: SECRET_KEY is not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environ", "pool_size"),
+    [
+        ({"DATABASE_URL": "postgres://am@db:5432/am"}, "8"),
+        ({"DATABASE_URL": "postgresql://am@db/am", "AGENTMAESTRO_DB_POOL_SIZE": "20"}, "20"),
+        ({"DATABASE_URL": "postgres://am@db/am", "AGENTMAESTRO_DB_POOL_SIZE": "0"}, "0"),
+        ({"DATABASE_URL": "sqlite:///tmp/am.sqlite3"}, None),
+        ({}, None),
+    ],
+)
+def test_web_gives_postgresql_a_connection_pool_unless_one_is_configured(
+    environ: dict[str, str], pool_size: str | None
+) -> None:
+    web_environment_defaults(environ)
+
+    assert environ.get("AGENTMAESTRO_DB_POOL_SIZE") == pool_size
 
 
 @pytest.mark.parametrize(
