@@ -19,6 +19,7 @@ the same lock (docs/engine.md).
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from dataclasses import replace
@@ -156,12 +157,19 @@ def drive(
     record them and decide again, until the run waits on something slow or the time
     slice is used up. Claims, leases and fencing are exactly those of the broker path,
     so a worker that dies in the middle is recovered the same way.
+
+    The slice starts after the first step, which always continues eagerly: on a busy
+    worker (hundreds of threads sharing one interpreter) reaching the first decision
+    alone can take longer than a slice, and handing the very next built-in tool to the
+    broker then only adds load where there is already too much.
     """
     from agentmaestro.runs.engine import activities
 
     budget = settings.CONFIG.eager_slice_ms if slice_ms is None else slice_ms
-    deadline = time.monotonic() + budget / 1000 if budget > 0 else None
-    outcome = advance(run_id, results, eager_until=deadline)
+    if budget <= 0:
+        return advance(run_id, results)
+    outcome = advance(run_id, results, eager_until=math.inf)
+    deadline = time.monotonic() + budget / 1000
     while outcome is not None and outcome.claimed:
         done = tuple(
             result
