@@ -213,11 +213,17 @@ def test_twenty_runs_stream_exactly_their_stored_events_across_web_and_worker_pr
         started.assert_all_running()
 
 
-def other_connections_to_the_test_database() -> int:
+POOL_TEST_APP = "agentmaestro-pool-test"
+
+
+def connections_of(application_name: str) -> int:
+    """Connections to the test database of the processes started with this PGAPPNAME
+    (other processes of the session, such as the shared worker, hold some too)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " WHERE datname = current_database() AND application_name = %s",
+            [application_name],
         )
         row = cursor.fetchone()
     assert row is not None
@@ -248,7 +254,14 @@ def test_a_web_process_on_postgresql_shares_a_few_connections_among_its_requests
     _, token = api_token_create(user=personas.member, name="pool")
     with stopping_all() as started:
         web = started.add(
-            start_web(tmp_path, "web", CONN_MAX_AGE=None, AGENTMAESTRO_DB_POOL_SIZE=None)
+            start_web(
+                tmp_path,
+                "web",
+                CONN_MAX_AGE=None,
+                AGENTMAESTRO_DB_POOL_SIZE=None,
+                PGAPPNAME=POOL_TEST_APP,  # libpq names the process's connections
+            )
         )
         asyncio.run(call_the_api(web, token, clients=12, requests_each=3))
-        assert other_connections_to_the_test_database() <= WEB_DB_POOL_SIZE
+        held = connections_of(POOL_TEST_APP)
+        assert 0 < held <= WEB_DB_POOL_SIZE
