@@ -81,7 +81,7 @@ def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
                     "status": p["status"],
                     "payload": p["payload"],
                     "created_at": p["created_at"],
-                    "finished_at": None,
+                    "finished_at": p.get("finished_at"),
                 }
                 run["step_count"] = max(run["step_count"], p["index"])
             case "step.updated":

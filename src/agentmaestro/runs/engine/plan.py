@@ -323,11 +323,8 @@ class Plan:
             finished_at=None if status is StepStatus.STARTED else self.now,
         )
         self.changes.new_steps.append(step)
+        # One event: a step created finished carries its finished_at (no step.updated).
         self.changes.events.append(NewEvent("step.created", step_created_payload(step)))
-        if status is not StepStatus.STARTED:
-            self.changes.events.append(
-                NewEvent("step.updated", step_updated_payload(step, with_payload=False))
-            )
         return step
 
     def _start_model_call(self) -> None:

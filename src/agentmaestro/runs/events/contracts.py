@@ -162,13 +162,19 @@ class RunNoteV1(EventPayload):
     source: str = "system"
 
 
-@registry.contract("step.created", 1, "A step was appended to the run.")
+@registry.contract(
+    "step.created",
+    1,
+    "A step was appended to the run. A step created already finished (a TOOL_CALL, an "
+    "OBSERVATION, a MESSAGE) carries its `finished_at` and needs no `step.updated`.",
+)
 class StepCreatedV1(EventPayload):
     index: int
     kind: StepKind
     status: StepStatus
     payload: dict[str, JsonValue]
     created_at: str
+    finished_at: str | None = None
 
 
 @registry.contract(

@@ -27,6 +27,7 @@ def step_created_payload(step: AgentStep) -> dict[str, Any]:
         "status": step.status,
         "payload": step.payload,
         "created_at": iso(step.created_at),
+        "finished_at": iso(step.finished_at),
     }
 
 

@@ -40,7 +40,7 @@ export function applyEvent(state, frame) {
         status: p.status,
         payload: p.payload,
         created_at: p.created_at,
-        finished_at: null,
+        finished_at: p.finished_at || null,
       });
       run.step_count = Math.max(run.step_count, p.index);
       return { run: true, step: p.index };
