@@ -220,10 +220,6 @@ def record_model_result(step_id: int, claim: Claim, response: ModelResponse) -> 
     return _recorded(claim, model_result(step_id, claim, response))
 
 
-def record_model_failure(step_id: int, claim: Claim, error: ProviderError) -> bool:
-    return _recorded(claim, model_failure(step_id, claim, error))
-
-
 def release_model_call(step_id: int, claim: Claim) -> None:
     """Give up the lease after a transient failure, so the retry can claim again."""
     AgentStep.objects.filter(id=step_id, attempt=claim.attempt, status=StepStatus.STARTED).update(
@@ -288,16 +284,12 @@ def record_tool_result(
 # Inline (eager continuation) ----------------------------------------------------------
 
 
-def run_inline(activity: Activity) -> ActivityResult | None:
-    """Run an activity its step claimed for this worker; None if handed to the broker."""
-    if activity.model_step is not None:
-        # Inline model calls are answered inside the step that starts them
-        # (answer_inline); one left over goes to the broker like any other.
-        from agentmaestro.runs import dispatch
+def run_inline(activity: Activity) -> ToolResult:
+    """Run a built-in tool call its step claimed for this worker (eager continuation).
 
-        release_model_call(activity.model_step, Claim(activity.run_id, activity.attempt))
-        dispatch.start_activities([activity.model_step], [])
-        return None
+    Model calls never come here: an inline model call is answered inside the step that
+    starts it (answer_inline), and any other goes to the broker.
+    """
     assert activity.tool_call is not None
     assert activity.tool_name is not None
     builtin = BUILTIN_TOOLS.get(activity.tool_name)

@@ -22,7 +22,6 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import replace
 
 from django.conf import settings
 from django.db import transaction
@@ -126,10 +125,7 @@ def _advance_once(
             write_changes(plan.changes, now)
             step_ids = {s.index: s.id for s in plan.changes.new_steps}
             result.model_steps = [step_ids[index] for index in result.model_steps]
-            result.claimed = [
-                replace(a, model_step=step_ids[a.model_step]) if a.model_step is not None else a
-                for a in result.claimed
-            ]
+            # (Claimed inline model calls were answered above: only tool calls remain.)
         elif loaded.run.tick_failures:
             from agentmaestro.runs.models import AgentRun
 
@@ -171,12 +167,6 @@ def drive(
     outcome = advance(run_id, results, eager_until=math.inf)
     deadline = time.monotonic() + budget / 1000
     while outcome is not None and outcome.claimed:
-        done = tuple(
-            result
-            for result in (activities.run_inline(activity) for activity in outcome.claimed)
-            if result is not None
-        )
-        if not done:
-            break
+        done = tuple(activities.run_inline(activity) for activity in outcome.claimed)
         outcome = advance(run_id, done, eager_until=deadline)
     return outcome
