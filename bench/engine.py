@@ -55,11 +55,13 @@ from typing import Any
 
 import _common as common
 
-BENCH_DATABASE = "agentmaestro_bench_engine"
-LANGGRAPH_DATABASE = "agentmaestro_bench_langgraph"
+# BENCH_ENGINE_DB / BENCH_ENGINE_REDIS_DB: another name and Redis database, so two copies
+# of this benchmark (two checkouts) can run at once without sharing queues or tables.
+BENCH_DATABASE = os.environ.get("BENCH_ENGINE_DB", "agentmaestro_bench_engine")
+LANGGRAPH_DATABASE = BENCH_DATABASE.replace("_engine", "") + "_langgraph"
 # Our own Redis database: Celery queues named "ticks" and "activities" on the default one
 # may be served by the workers of a test suite running beside the benchmark.
-BENCH_REDIS_DB = 13
+BENCH_REDIS_DB = int(os.environ.get("BENCH_ENGINE_REDIS_DB", "13"))
 CASES = ("overhead", "bytes", "concurrency")
 ITERATIONS = 10
 CONCURRENCY_CAP_S = float(os.environ.get("BENCH_CONCURRENCY_CAP_S", "60"))

@@ -86,3 +86,42 @@ def test_the_printer_streams_model_text_and_shows_tools_and_the_answer() -> None
         "tokens: 7 in, 3 out",
         "5",
     ]
+
+
+def test_the_printer_shows_turns_and_calls_announced_finished() -> None:
+    """Eager continuation announces an inline model turn and a built-in call finished, in
+    their step.created and tool_call.created: the same lines as the two-event form."""
+    out = io.StringIO()
+    printer = Printer(out, color=False)
+    model = {"turn": 0, "text": "Checking."}
+    for f in [
+        frame(3, "step.created", index=1, kind="MODEL_CALL", status="COMPLETED", payload=model),
+        frame(4, "step.created", index=2, kind="TOOL_CALL", status="COMPLETED", payload={}),
+        frame(
+            5,
+            "tool_call.created",
+            id="c1",
+            tool_name="echo",
+            arguments={"value": 1},
+            status="SUCCEEDED",
+            result={"echo": 1},
+        ),
+        frame(
+            6,
+            "tool_call.created",
+            id="c2",
+            tool_name="nope",
+            arguments={},
+            status="FAILED",
+            error={"code": "unknown_tool", "message": "No tool."},
+        ),
+        frame(7, "step.created", index=3, kind="MESSAGE", status="COMPLETED", payload=model),
+    ]:
+        printer.frame(f)
+    assert out.getvalue().splitlines() == [
+        "model ▸ Checking.",
+        'tool ▸ echo({"value":1})',
+        '  ◂ echo → {"echo":1}',
+        "tool ▸ nope({})",
+        "  ◂ nope ✗ unknown_tool: No tool.",
+    ]

@@ -23,6 +23,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_FAILED = 1  # the run ended FAILED or CANCELLED
 EXIT_USAGE = 2  # bad arguments, refused request, server unreachable
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+CALL_FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 RECONNECT_ATTEMPTS = 10
 
 DESCRIPTION = """\
@@ -208,6 +209,11 @@ async def follow(api: Api, run_id: str, printer: Printer) -> str:
             await asyncio.sleep(min(5.0, 0.2 * 2**failures))
 
 
+def _model_turn_ended(type_: str, p: dict[str, Any]) -> bool:
+    """A model turn's outcome: its step's update, or its creation already finished."""
+    return type_ == "step.updated" or (type_ == "step.created" and p.get("kind") == "MODEL_CALL")
+
+
 @dataclass
 class Printer:
     """Turns frames into lines a person can follow; model text streams in place."""
@@ -277,7 +283,7 @@ class Printer:
                     self.line(text)  # unless the model's last turn, just shown, said it
             elif self.status in {"FAILED", "CANCELLED"} and p.get("error"):
                 self.line(self.paint(f"{p['error']['code']}: {p['error']['message']}", "31"))
-        elif type_ == "step.updated" and p.get("payload") and p["status"] == "COMPLETED":
+        elif _model_turn_ended(type_, p) and p.get("payload") and p["status"] == "COMPLETED":
             text = p["payload"].get("text")
             if isinstance(text, str) and "turn" in p["payload"]:
                 self.said[p["index"]] = text
@@ -288,7 +294,7 @@ class Printer:
             elif text and "turn" in p["payload"]:
                 # No deltas arrived for this turn (joined late, or a fast model): the text.
                 self.line(self.paint("model ▸ ", "36") + text)
-        elif type_ == "step.updated" and p["status"] == "FAILED" and p.get("payload"):
+        elif _model_turn_ended(type_, p) and p["status"] == "FAILED" and p.get("payload"):
             error = p["payload"].get("error") or {}
             message = f"model failed: {error.get('code')}: {error.get('message')}"
             self.line(self.paint(message, "31"))
@@ -296,7 +302,9 @@ class Printer:
             self.tools[p["id"]] = p["tool_name"]
             args = json.dumps(p.get("arguments"), separators=(",", ":"))
             self.line(self.paint("tool ▸ ", "35") + f"{p['tool_name']}({args})")
-        elif type_ == "tool_call.updated" and p["status"] in {"SUCCEEDED", "FAILED", "CANCELLED"}:
+            if p.get("status") in CALL_FINAL:  # created finished: its outcome is here too
+                self.event("tool_call.updated", p)
+        elif type_ == "tool_call.updated" and p["status"] in CALL_FINAL:
             name = self.tools.get(p["id"], "tool")
             if p["status"] == "SUCCEEDED":
                 result = json.dumps(p.get("result"), separators=(",", ":"))

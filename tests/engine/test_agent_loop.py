@@ -60,18 +60,26 @@ def test_three_turns_with_two_parallel_tool_calls_complete(
         ("echo", "{'echo': [1, 2]}"),
     ]
     assert all(c.status == "SUCCEEDED" and c.attempt == 1 for c in ToolCall.objects.filter(run=run))
+    # Under eager continuation (the default) each model turn is answered inside its step
+    # and announced finished, the built-in tools run inside the same step (created
+    # finished, so the run never waits for them), and each turn is one commit.
+    model_turn = ["step.created", "run.usage_updated"]
+    tool_turn = [*model_turn, "step.created", *["tool_call.created"] * 2, *["step.created"] * 2]
+    types = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("type", flat=True))
+    assert types == [
+        "run.created",
+        "run.status_changed",
+        *tool_turn,
+        *tool_turn,
+        *model_turn,
+        "step.created",
+        "run.status_changed",
+    ]
     transitions = [
         (e.payload["from_status"], e.payload["to_status"])
         for e in RunEvent.objects.filter(run=run, type="run.status_changed").order_by("seq")
     ]
-    assert transitions == [
-        ("PENDING", "RUNNING"),
-        ("RUNNING", "WAITING_FOR_TOOLS"),
-        ("WAITING_FOR_TOOLS", "RUNNING"),
-        ("RUNNING", "WAITING_FOR_TOOLS"),
-        ("WAITING_FOR_TOOLS", "RUNNING"),
-        ("RUNNING", "COMPLETED"),
-    ]
+    assert transitions == [("PENDING", "RUNNING"), ("RUNNING", "COMPLETED")]
     seqs = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(1, len(seqs) + 1))
     run.refresh_from_db()

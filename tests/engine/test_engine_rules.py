@@ -53,8 +53,20 @@ def test_bad_calls_become_error_observations_the_model_sees(
     assert run.status == "COMPLETED", (run.error, engine_worker.log()[-2000:])
     codes = [o["error"]["code"] for o in observations(run)]  # type: ignore[index]
     assert codes == ["invalid_expression", "unknown_tool", "invalid_arguments", "tool_denied"]
-    # Only the calculator ran: the others were refused before any executor saw them.
-    assert list(ToolExecution.objects.values_list("tool_name", flat=True)) == ["calculator"]
+    # Only the calculator ran (inside the step, eager continuation being on): the others
+    # were refused before anything ran them, each announced failed in one event.
+    created = {
+        e.payload["tool_name"]: e.payload
+        for e in RunEvent.objects.filter(run=run, type="tool_call.created")
+    }
+    assert created["calculator"]["attempt"] == 1
+    assert [name for name, p in created.items() if p["attempt"] == 0] == [
+        "rm_rf",
+        "echo",
+        "current_time",
+    ]
+    assert not RunEvent.objects.filter(run=run, type="tool_call.updated").exists()
+    assert not ToolExecution.objects.exists()
     # The model's next turn was given every error (the scripted model echoes tool results).
     for code in codes:
         assert code in run.output["text"]

@@ -98,13 +98,14 @@ def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
                     "provider_call_id": p["provider_call_id"],
                     "arguments": p["arguments"],
                     "status": p["status"],
-                    "attempt": 0,
-                    "result": None,
-                    "error": None,
+                    # A call created finished carries its outcome (the contract's note).
+                    "attempt": p.get("attempt", 0),
+                    "result": p.get("result"),
+                    "error": p.get("error"),
                     "idempotency_key": p["idempotency_key"],
                     "created_at": p["created_at"],
-                    "started_at": None,
-                    "finished_at": None,
+                    "started_at": p.get("started_at"),
+                    "finished_at": p.get("finished_at"),
                 }
                 run["tool_call_count"] += 1
             case "tool_call.updated":

@@ -122,3 +122,18 @@ BUILTIN_TOOLS: dict[str, BuiltinTool] = {
         ),
     ]
 }
+
+
+def run_builtin(name: str, arguments: Any) -> tuple[Any, dict[str, str] | None]:
+    """Run a built-in tool: ``(result, None)``, or ``(None, error)`` for the model to see.
+
+    Pure computation, bounded by each tool's schema (no I/O, no side effects), so the
+    engine may run it inside a step (docs/engine.md, "Built-in tools").
+    """
+    builtin = BUILTIN_TOOLS.get(name)
+    if builtin is None:
+        return None, {"code": "unknown_tool", "message": f"No built-in tool {name!r}."}
+    try:
+        return builtin.run(arguments), None
+    except ToolFailed as failed:
+        return None, {"code": failed.code, "message": failed.message}

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 
 from agentmaestro.runs.models import ToolCall
-from agentmaestro.tools.builtins import BUILTIN_TOOLS, ToolFailed
+from agentmaestro.tools.builtins import BUILTIN_TOOLS, run_builtin
 from agentmaestro.tools.models import ExecutorKind, ToolExecution
 
 
@@ -40,11 +40,9 @@ def execute_tool(call: ToolCall) -> ToolOutcome:
 
 
 def _execute_builtin(call: ToolCall) -> ToolOutcome:
-    builtin = BUILTIN_TOOLS.get(call.tool_name)
-    if builtin is None:
-        return ToolOutcome(
-            error={"code": "unknown_tool", "message": f"No built-in tool {call.tool_name!r}."}
-        )
+    if call.tool_name not in BUILTIN_TOOLS:
+        result, error = run_builtin(call.tool_name, call.arguments)
+        return ToolOutcome(result, error)
     # The record and the tool's own database effects commit together, so a call is
     # executed at most once per idempotency key however often it is delivered.
     try:
@@ -57,10 +55,7 @@ def _execute_builtin(call: ToolCall) -> ToolOutcome:
             )
             if done is not None:
                 return ToolOutcome(result=done.result, error=done.error)
-            try:
-                outcome = ToolOutcome(result=builtin.run(call.arguments))
-            except ToolFailed as failed:
-                outcome = ToolOutcome(error={"code": failed.code, "message": failed.message})
+            outcome = ToolOutcome(*run_builtin(call.tool_name, call.arguments))
             ToolExecution.objects.create(
                 idempotency_key=call.idempotency_key,
                 tool_name=call.tool_name,

@@ -19,7 +19,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -40,10 +40,11 @@ from agentmaestro.runs.engine.plan import (
     Activity,
     ActivityResult,
     ModelResult,
+    Plan,
     ToolResult,
     requested_calls,
 )
-from agentmaestro.runs.engine.store import read_model_context
+from agentmaestro.runs.engine.store import ModelContext, read_model_context
 from agentmaestro.runs.engine.tick import advance
 from agentmaestro.runs.events.broadcast import broadcaster, run_group
 from agentmaestro.runs.events.store import append_events
@@ -51,7 +52,6 @@ from agentmaestro.runs.events.types import NewEvent
 from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
 from agentmaestro.runs.services.payloads import tool_call_updated_payload
 from agentmaestro.runs.states import StepKind, StepStatus, ToolCallStatus
-from agentmaestro.tools.builtins import BUILTIN_TOOLS, ToolFailed
 from agentmaestro.tools.executors import execute_tool
 
 logger = logging.getLogger(__name__)
@@ -96,15 +96,21 @@ def claim_model_call(step_id: int) -> Claim | None:
 
 
 def build_model_request(
-    run_id: uuid.UUID, step_index: int, unwritten: Sequence[AgentStep] = ()
+    run_id: uuid.UUID,
+    step_index: int,
+    unwritten: Sequence[AgentStep] = (),
+    context: ModelContext | None = None,
 ) -> tuple[str, ModelRequest]:
     """The request for the MODEL_CALL step at ``step_index``: the conversation so far.
 
     ``unwritten``: steps of the caller's uncommitted plan; those before ``step_index``
-    are part of the conversation but not in the database yet.
+    are part of the conversation but not in the database yet. ``context``: the
+    conversation of every written step, if the caller has it already (not read again).
     """
-    first_unwritten = min((s.index for s in unwritten), default=step_index)
-    context = read_model_context(run_id, min(step_index, first_unwritten))
+    if context is None:
+        first_unwritten = min((s.index for s in unwritten), default=step_index)
+        context = read_model_context(run_id, min(step_index, first_unwritten))
+    context = replace(context, steps=[*context.steps])
     context.steps += [
         (s.kind, s.status, s.payload)
         for s in sorted(unwritten, key=lambda s: s.index)
@@ -160,39 +166,43 @@ def run_model_call(step_id: int, claim: Claim) -> ModelResponse:
     """Call the model. Raises ProviderError; never holds a transaction or connection."""
     provider_name, request = build_model_request(claim.run_id, claim.step_index)
     connection.close()  # back to the pool: 1,000 calls in flight must not hold 1,000
-    group = run_group(claim.run_id)
 
     def on_delta(text: str) -> None:
-        broadcaster.publish([(group, _delta(step_id, claim.step_index, text))])
+        broadcaster.publish([delta_message(claim.run_id, step_id, claim.step_index, text)])
 
     return get_provider(provider_name).complete(request, on_delta)
 
 
-def _delta(step_id: int | None, step_index: int, text: str) -> dict[str, Any]:
-    return {"type": "run.delta", "step_id": step_id, "step_index": step_index, "text": text}
+def delta_message(
+    run_id: uuid.UUID, step_id: int | None, step_index: int, text: str
+) -> tuple[str, dict[str, Any]]:
+    """A model turn's text delta, for the run's watchers (ephemeral: never stored)."""
+    message = {"type": "run.delta", "step_id": step_id, "step_index": step_index, "text": text}
+    return run_group(run_id), message
 
 
-def answer_inline(activity: Activity, unwritten: Sequence[AgentStep]) -> ModelResult:
+def answer_inline(activity: Activity, plan: Plan) -> ModelResult:
     """Answer a model call claimed for inline execution, inside the caller's step.
 
     Only for providers that do no I/O (``providers.runs_inline``): the call runs while
     the step holds the run's lock. Its deltas go out after the step commits, so no
-    watcher sees text from a step that might yet roll back.
+    watcher sees text from a step that might yet roll back. The conversation is read
+    once per drive and kept on the plan (``Plan.context``) for the steps that follow.
     """
     index = activity.model_index
     claim = Claim(activity.run_id, activity.attempt, index)
-    provider_name, request = build_model_request(activity.run_id, index, unwritten)
+    unwritten = plan.changes.new_steps
+    if plan.context is None:
+        first_unwritten = min((s.index for s in unwritten), default=index)
+        plan.context = read_model_context(activity.run_id, first_unwritten)
+    provider_name, request = build_model_request(activity.run_id, index, unwritten, plan.context)
     deltas: list[str] = []
     try:
         response = get_provider(provider_name).complete(request, deltas.append)
     except ProviderError as failure:
         return model_failure(0, claim, failure)
-    step = next(s for s in unwritten if s.index == index)
-    group = run_group(activity.run_id)
-    transaction.on_commit(
-        lambda: broadcaster.publish([(group, _delta(step.id, index, text)) for text in deltas]),
-        robust=True,
-    )
+    if deltas:
+        plan.deltas.append((next(s for s in unwritten if s.index == index), deltas))
     return model_result(0, claim, response)
 
 
@@ -279,30 +289,3 @@ def record_tool_result(
 ) -> bool:
     """Record the outcome and enqueue a tick; False if it was stale (discarded)."""
     return _recorded(claim, tool_result(call_id, claim, status, result, error))
-
-
-# Inline (eager continuation) ----------------------------------------------------------
-
-
-def run_inline(activity: Activity) -> ToolResult:
-    """Run a built-in tool call its step claimed for this worker (eager continuation).
-
-    Model calls never come here: an inline model call is answered inside the step that
-    starts it (answer_inline), and any other goes to the broker.
-    """
-    assert activity.tool_call is not None
-    assert activity.tool_name is not None
-    builtin = BUILTIN_TOOLS.get(activity.tool_name)
-    if builtin is None:
-        unknown = {"code": "unknown_tool", "message": f"No built-in tool {activity.tool_name!r}."}
-        return ToolResult(activity.tool_call, activity.attempt, error=unknown)
-    try:
-        value = builtin.run(activity.arguments)
-    except ToolFailed as failed:
-        return ToolResult(
-            activity.tool_call,
-            activity.attempt,
-            error={"code": failed.code, "message": failed.message},
-            record_execution=True,
-        )
-    return ToolResult(activity.tool_call, activity.attempt, result=value, record_execution=True)

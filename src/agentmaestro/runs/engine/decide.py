@@ -171,12 +171,21 @@ def decide(state: RunState) -> list[Command]:
             if budget := over_budget(state):
                 return budget
             if model.tool_calls and not state.turn_tool_calls:
+                # The step may finish some of them at once (built-in tools run inside it
+                # under eager continuation); the next decision sees which are left.
                 return over_budget(state, next_steps=1, next_calls=len(model.tool_calls)) or [
-                    CreateToolCalls(model.tool_calls),
-                    Transition(RunStatus.WAITING_FOR_TOOLS),
+                    CreateToolCalls(model.tool_calls)
                 ]
             if model.tool_calls and state.observations_recorded:
                 return over_budget(state, next_steps=1) or [StartModelCall()]
+            if model.tool_calls and all(call.finished for call in state.turn_tool_calls):
+                # Every call finished in the step that created it: no waiting.
+                return over_budget(state, next_steps=len(state.turn_tool_calls) + 1) or [
+                    RecordObservations(state.turn_tool_calls),
+                    StartModelCall(),
+                ]
+            if model.tool_calls:
+                return [Transition(RunStatus.WAITING_FOR_TOOLS)]
             if not model.tool_calls:
                 return [
                     RecordMessage(model.text or ""),

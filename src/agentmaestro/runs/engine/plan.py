@@ -28,7 +28,7 @@ from agentmaestro.runs.engine.decide import (
     ToolCallView,
     Transition,
 )
-from agentmaestro.runs.engine.store import Changes, Loaded
+from agentmaestro.runs.engine.store import Changes, Loaded, ModelContext
 from agentmaestro.runs.events.types import NewEvent
 from agentmaestro.runs.models import AgentStep, ToolCall
 from agentmaestro.runs.services.payloads import (
@@ -45,7 +45,8 @@ from agentmaestro.runs.states import (
     StepStatus,
     ToolCallStatus,
 )
-from agentmaestro.tools.models import ExecutorKind, ToolDefinition, ToolExecution
+from agentmaestro.tools.builtins import run_builtin
+from agentmaestro.tools.models import ExecutorKind, ToolDefinition
 
 # A claimed model call may run this long before the reconciler may hand it to another
 # worker. Above the provider timeout, so a live attempt is never pre-empted.
@@ -80,8 +81,6 @@ class ToolResult:
     attempt: int
     result: Any = None
     error: dict[str, str] | None = None
-    # Inline built-ins record their outcome under the idempotency key in the same commit.
-    record_execution: bool = False
 
 
 ActivityResult = ModelResult | ToolResult
@@ -89,16 +88,11 @@ ActivityResult = ModelResult | ToolResult
 
 @dataclass(frozen=True)
 class Activity:
-    """An activity a step started. ``attempt`` > 0: already claimed for this worker."""
+    """An inline model call a step started and claimed for itself (attempt 1)."""
 
     run_id: uuid.UUID
-    model_step: int | None = None
-    model_index: int = 0
-    tool_call: uuid.UUID | None = None
-    attempt: int = 0
-    # Tool calls: what to run (an inline built-in needs nothing else).
-    tool_name: str | None = None
-    arguments: Any = None
+    model_index: int
+    attempt: int
 
 
 @dataclass
@@ -108,10 +102,25 @@ class TickResult:
     # Started and left to the broker (enqueued after commit).
     model_steps: list[int] = field(default_factory=list)
     tool_calls: list[uuid.UUID] = field(default_factory=list)
-    # Started and claimed for the caller to run inline (eager continuation).
+    # Started and claimed to be answered inside the step (eager continuation).
     claimed: list[Activity] = field(default_factory=list)
+    # Eager continuation stopped this step before the run's next model turn: the caller
+    # takes the next step at once (tick.drive), or enqueues it.
+    more: bool = False
+    # With ``more``: the state this step left, for the next one to start from.
+    continuation: Continuation | None = None
     # One flag per result passed in: recorded (True) or discarded as stale (False).
     accepted: list[bool] = field(default_factory=list)
+
+
+@dataclass
+class Continuation:
+    """What a worker knows of a run right after its own step committed: the next step
+    may start from this instead of reading the run again (tick.advance)."""
+
+    loaded: Loaded
+    # The conversation so far, once an inline model call has read it.
+    context: ModelContext | None
 
 
 # --- the plan: loaded rows + results + commands -> changes (pure, no I/O) -----------------
@@ -132,7 +141,14 @@ def requested_calls(payload: dict[str, Any]) -> tuple[RequestedToolCall, ...]:
 
 
 class Plan:
-    def __init__(self, loaded: Loaded, now: datetime, *, eager: bool) -> None:
+    def __init__(
+        self,
+        loaded: Loaded,
+        now: datetime,
+        *,
+        eager: bool,
+        context: ModelContext | None = None,
+    ) -> None:
         self.loaded = loaded
         self.run = loaded.run
         self.now = now
@@ -142,8 +158,18 @@ class Plan:
         self.model = loaded.model
         self.calls = list(loaded.calls)
         self.observed = loaded.observed
-        self.changes = Changes(run=self.run)
+        self.changes = Changes(run=self.run, expect_seq=self.run.last_seq)
         self.result = TickResult(commands=[], status=RunStatus(self.run.status))
+        # The step.created payloads of the steps this plan creates, by index: a step
+        # finished within the same plan is announced finished, in that one event.
+        self._created: dict[int, dict[str, Any]] = {}
+        # Model turns answered inside this step; one per step (see apply()).
+        self.answered = 0
+        # The conversation before this step's new steps, for an inline model call: read
+        # by its first call in a drive (activities.answer_inline), then carried along.
+        self.context = context
+        # Text deltas of inline model turns, by step: broadcast after commit (tick.py).
+        self.deltas: list[tuple[AgentStep, list[str]]] = []
 
     # Results ------------------------------------------------------------------------
 
@@ -180,10 +206,15 @@ class Plan:
             }
         step.finished_at = self.now
         step.lease_expires_at = None
-        if step.id is not None:
+        created = self._created.get(step.index)
+        if created is not None:
+            # Started by this same step: its row is inserted finished, and the one event
+            # announcing it says so.
+            self.answered += 1
+            created.update(step_created_payload(step))
+        else:
             self.changes.finished_steps.append((step, outcome.attempt))
-        # else: started by this same step, so its row is inserted already finished.
-        self.changes.events.append(NewEvent("step.updated", step_updated_payload(step)))
+            self.changes.events.append(NewEvent("step.updated", step_updated_payload(step)))
         if outcome.input_tokens or outcome.output_tokens:
             self.run.input_tokens += outcome.input_tokens
             self.run.output_tokens += outcome.output_tokens
@@ -208,17 +239,29 @@ class Plan:
         call.finished_at = self.now
         call.lease_expires_at = None
         self.changes.changed_calls.append((call, ToolCallStatus.RUNNING, outcome.attempt))
-        if outcome.record_execution:
-            self.changes.executions.append(
-                ToolExecution(
-                    idempotency_key=call.idempotency_key,
-                    tool_name=call.tool_name,
-                    result=call.result,
-                    error=call.error,
-                )
-            )
         self.changes.events.append(NewEvent("tool_call.updated", tool_call_updated_payload(call)))
         return True
+
+    def continuation(self, last_seq: int) -> Continuation:
+        """The run as this plan left it, once its changes are written (at ``last_seq``)."""
+        self.run.last_seq = last_seq
+        self.run.tick_failures = 0
+        context = self.context
+        if context is not None:
+            context.steps += [
+                (s.kind, s.status, s.payload)
+                for s in self.changes.new_steps
+                if s.kind in (StepKind.MODEL_CALL, StepKind.OBSERVATION)
+            ]
+        loaded = Loaded(
+            run=self.run,
+            agent=self.loaded.agent,
+            model=self.model,
+            calls=self.calls,
+            observed=self.observed,
+            tools=self.loaded.tools,
+        )
+        return Continuation(loaded, context)
 
     def take_inline_model(self) -> Activity | None:
         """The model call this step started and claimed to answer inline, if any."""
@@ -283,6 +326,11 @@ class Plan:
                 self.changes.events.append(NewEvent("run.status_changed", plan.event_payload))
                 self.result.status = to
             case StartModelCall():
+                if self.eager and self.answered and self._inline_model():
+                    # One model turn per step: commit this one before answering the next,
+                    # so each turn is durable (and announced) as it happens.
+                    self.result.more = True
+                    return
                 self._start_model_call()
             case CreateToolCalls(calls=calls):
                 step = self._new_step(
@@ -324,20 +372,23 @@ class Plan:
         )
         self.changes.new_steps.append(step)
         # One event: a step created finished carries its finished_at (no step.updated).
-        self.changes.events.append(NewEvent("step.created", step_created_payload(step)))
+        created = step_created_payload(step)
+        self._created[step.index] = created
+        self.changes.events.append(NewEvent("step.created", created))
         return step
+
+    def _inline_model(self) -> bool:
+        return runs_inline(self.loaded.agent.model_settings or {})
 
     def _start_model_call(self) -> None:
         previous = self.model
         turn = 0 if previous is None else int(previous.payload.get("turn") or 0) + 1
         step = self._new_step(StepKind.MODEL_CALL, {"turn": turn}, StepStatus.STARTED)
-        if self.eager and runs_inline(self.loaded.agent.model_settings or {}):
+        if self.eager and self._inline_model():
             # Claimed for this worker as it is created: the same fencing as a claim.
             step.attempt = 1
             step.lease_expires_at = self.now + INLINE_MODEL_LEASE
-            self.result.claimed.append(
-                Activity(self.run.id, model_step=step.index, model_index=step.index, attempt=1)
-            )
+            self.result.claimed.append(Activity(self.run.id, model_index=step.index, attempt=1))
         else:
             self.result.model_steps.append(step.index)  # an index until written: see advance()
         self.model = step
@@ -363,42 +414,24 @@ class Plan:
             idempotency_key=f"{self.run.id}:{call_id}",
             created_at=self.now,
         )
+        builtin = tool is not None and tool.executor == ExecutorKind.BUILTIN
+        if self.eager and builtin and status is ToolCallStatus.QUEUED:
+            # A built-in tool is a bounded computation with no I/O and no side effects:
+            # under eager continuation it runs right here, inside the step, and the call
+            # is created finished (docs/engine.md, "Built-in tools").
+            call.result, call.error = run_builtin(call.tool_name, call.arguments)
+            call.status = ToolCallStatus.FAILED if call.error else ToolCallStatus.SUCCEEDED
+            call.attempt = 1
+            call.started_at = call.finished_at = self.now
         self.run.tool_call_count += 1
         self.changes.new_calls.append((call, step.index))
         self.calls.append(call)
-        created = tool_call_created_payload(call, step.index)
-        if error is not None:
-            # Refused before running: recorded as created, then failed, so the model sees why.
-            created["status"] = ToolCallStatus.QUEUED.value
-            self.changes.events.append(NewEvent("tool_call.created", created))
-            self.changes.events.append(
-                NewEvent("tool_call.updated", tool_call_updated_payload(call))
-            )
-            return
-        self.changes.events.append(NewEvent("tool_call.created", created))
-        if status is not ToolCallStatus.QUEUED:
-            return
-        if self.eager and tool is not None and tool.executor == ExecutorKind.BUILTIN:
-            # Claimed as it is created, exactly as claim_tool_call would (same event).
-            call.status = ToolCallStatus.RUNNING
-            call.attempt = 1
-            call.started_at = self.now
-            call.lease_expires_at = (
-                self.now + timedelta(seconds=tool.timeout_seconds) + TOOL_LEASE_GRACE
-            )
-            self.changes.events.append(
-                NewEvent("tool_call.updated", tool_call_updated_payload(call))
-            )
-            self.result.claimed.append(
-                Activity(
-                    self.run.id,
-                    tool_call=call.id,
-                    attempt=1,
-                    tool_name=call.tool_name,
-                    arguments=call.arguments,
-                )
-            )
-        else:
+        # One event; a call created finished (refused, or run inside this step) carries
+        # its outcome.
+        self.changes.events.append(
+            NewEvent("tool_call.created", tool_call_created_payload(call, step.index))
+        )
+        if call.status == ToolCallStatus.QUEUED:
             self.result.tool_calls.append(call.id)
 
     def _vet(

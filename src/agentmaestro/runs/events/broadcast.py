@@ -147,14 +147,20 @@ class Broadcaster:
             return self._loop
 
     def publish_events(
-        self, workspace_id: uuid.UUID, status: str, events: Sequence[StoredEvent]
+        self,
+        workspace_id: uuid.UUID,
+        status: str,
+        events: Sequence[StoredEvent],
+        before: Sequence[tuple[str, Message]] = (),
     ) -> None:
         if not events:
+            self.publish(before)
             return
         run_id = events[0].run_id
         last = events[-1]
         self.publish(
             [
+                *before,
                 (
                     run_group(run_id),
                     {"type": "run.events", "events": [event.as_frame() for event in events]},

@@ -187,7 +187,13 @@ class StepUpdatedV1(EventPayload):
     finished_at: str | None = None
 
 
-@registry.contract("tool_call.created", 1, "The model asked for a tool call.")
+@registry.contract(
+    "tool_call.created",
+    1,
+    "The model asked for a tool call. A call created already finished (refused before "
+    "running, or a built-in tool run inside the step) carries its `attempt`, `result`, "
+    "`error`, `started_at` and `finished_at` and needs no `tool_call.updated`.",
+)
 class ToolCallCreatedV1(EventPayload):
     id: str
     step_index: int | None
@@ -197,6 +203,11 @@ class ToolCallCreatedV1(EventPayload):
     status: ToolCallStatus
     idempotency_key: str
     created_at: str
+    attempt: int = 0
+    result: JsonValue = None
+    error: RunError | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
 
 
 @registry.contract(

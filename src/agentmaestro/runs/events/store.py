@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agentmaestro.common.errors import NotFound
-from agentmaestro.runs.events.broadcast import broadcaster
+from agentmaestro.runs.events.broadcast import Message, broadcaster
 from agentmaestro.runs.events.contracts import registry
 from agentmaestro.runs.events.types import NewEvent, StoredEvent
 
@@ -56,12 +56,15 @@ def append_event(run_id: uuid.UUID, type: str, payload: dict[str, Any]) -> Store
     return append_events(run_id, [NewEvent(type, payload)])[0]
 
 
-def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> list[StoredEvent]:
+def append_events(
+    run_id: uuid.UUID, events: Sequence[NewEvent], *, broadcast: bool = True
+) -> list[StoredEvent]:
     """Append ``events`` to the run's log in the current transaction (or a new one).
 
     Payloads are validated against their newest contract first, so an invalid event
     writes nothing. Broadcasting happens only after commit; a rollback sends nothing
-    and consumes no sequence number.
+    and consumes no sequence number. ``broadcast=False``: the caller announces the
+    events itself (``announce_on_commit``), with other messages that must go first.
     """
     if not events:
         return []
@@ -75,7 +78,9 @@ def append_events(run_id: uuid.UUID, events: Sequence[NewEvent]) -> list[StoredE
             first_seq, workspace_id, status = _append_postgresql(run_id, checked, now)
         else:
             first_seq, workspace_id, status = _append_sqlite(run_id, checked, now)
-        stored = broadcast_on_commit(run_id, first_seq, checked, now, workspace_id, status)
+        stored = stored_events(run_id, first_seq, checked, now)
+        if broadcast:
+            announce_on_commit(workspace_id, status, stored)
     return stored
 
 
@@ -87,27 +92,33 @@ def check_events(events: Sequence[NewEvent]) -> Checked:
     return [(event.type, *registry.validate(event.type, event.payload)) for event in events]
 
 
-def broadcast_on_commit(
-    run_id: uuid.UUID,
-    first_seq: int,
-    checked: Checked,
-    now: datetime,
-    workspace_id: uuid.UUID,
-    status: str,
+def stored_events(
+    run_id: uuid.UUID, first_seq: int, checked: Checked, now: datetime
 ) -> list[StoredEvent]:
-    """The stored form of events just inserted from ``first_seq``, broadcast after commit.
+    """The stored form of events just inserted from ``first_seq``.
 
     For writers that insert events inside a larger statement of their own (the engine's
     step commit, runs/engine/store/) but must announce them exactly as this module does.
     """
-    stored = [
+    return [
         StoredEvent(run_id, first_seq + i, type_, version, payload, now)
         for i, (type_, version, payload) in enumerate(checked)
     ]
+
+
+def announce_on_commit(
+    workspace_id: uuid.UUID,
+    status: str,
+    events: Sequence[StoredEvent],
+    before: Sequence[tuple[str, Message]] = (),
+) -> None:
+    """Broadcast ``events`` once the current transaction commits (at once in autocommit,
+    where the statement that wrote them has committed already); ``before``: ephemeral
+    messages that go out first, in the same round trip."""
     transaction.on_commit(
-        lambda: broadcaster.publish_events(workspace_id, status, stored), robust=True
+        lambda: broadcaster.publish_events(workspace_id, status, events, before=before),
+        robust=True,
     )
-    return stored
 
 
 def _append_postgresql(run_id: uuid.UUID, checked: Checked, now: Any) -> tuple[int, uuid.UUID, str]:

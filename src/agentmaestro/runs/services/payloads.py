@@ -6,6 +6,7 @@ from typing import Any
 
 from agentmaestro.common.time import iso
 from agentmaestro.runs.models import AgentStep, ToolCall
+from agentmaestro.runs.states import TOOL_CALL_FINAL
 
 
 def tool_call_updated_payload(call: ToolCall) -> dict[str, Any]:
@@ -41,7 +42,7 @@ def step_updated_payload(step: AgentStep, *, with_payload: bool = True) -> dict[
 
 
 def tool_call_created_payload(call: ToolCall, step_index: int | None) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "id": str(call.id),
         "step_index": step_index,
         "tool_name": call.tool_name,
@@ -51,3 +52,14 @@ def tool_call_created_payload(call: ToolCall, step_index: int | None) -> dict[st
         "idempotency_key": call.idempotency_key,
         "created_at": iso(call.created_at),
     }
+    if call.status in TOOL_CALL_FINAL:
+        # Created finished (refused, or a built-in run inside the step): one event says
+        # it all, as a tool_call.updated would.
+        payload.update(
+            attempt=call.attempt,
+            result=call.result,
+            error=call.error,
+            started_at=iso(call.started_at),
+            finished_at=iso(call.finished_at),
+        )
+    return payload

@@ -63,12 +63,14 @@ export function applyEvent(state, frame) {
         provider_call_id: p.provider_call_id,
         arguments: p.arguments,
         status: p.status,
-        attempt: 0,
-        result: null,
-        error: null,
+        // A call created finished (refused, or a built-in run inside its step) carries
+        // its outcome.
+        attempt: p.attempt ?? 0,
+        result: p.result ?? null,
+        error: p.error ?? null,
         created_at: p.created_at,
-        started_at: null,
-        finished_at: null,
+        started_at: p.started_at ?? null,
+        finished_at: p.finished_at ?? null,
       });
       run.tool_call_count += 1;
       return { run: true, call: p.id, step: p.step_index };

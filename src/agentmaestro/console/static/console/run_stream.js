@@ -159,12 +159,14 @@
         break;
       }
       case "tool_call.created":
+        // A call created finished carries its attempt and outcome.
+        var created = p.error != null ? p.error : p.result;
         upsertRow("calls-body", "id", p.id, [
           td(p.tool_name, "kind"),
           statusCell(p.status),
-          td("0", "num"),
+          td(String(p.attempt || 0), "num"),
           td(clip(stableJson(p.arguments)), "summary"),
-          td("", "summary"),
+          td(created == null ? "" : clip(stableJson(created)), "summary"),
         ]);
         break;
       case "tool_call.updated": {

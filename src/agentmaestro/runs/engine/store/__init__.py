@@ -9,7 +9,7 @@ this is where ``bench/engine.py`` says the time goes, and where it is written by
   policy.
 * :func:`write_changes` — one statement (on PostgreSQL) that writes everything a step
   decided: the run's new fields and its ``last_seq`` bump, finished activities (fenced
-  by attempt), new steps, new tool calls, tool execution records and the events, with
+  by attempt), new steps, new tool calls and the events, with
   their sequence numbers taken from the bump.
 
 Both run inside the caller's transaction (``engine/tick.py``), which holds the run's row
@@ -32,6 +32,7 @@ from agentmaestro.runs.engine.store.rows import (
     FenceFailed,
     Loaded,
     ModelContext,
+    Stale,
     Written,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "FenceFailed",
     "Loaded",
     "ModelContext",
+    "Stale",
     "Written",
     "hand_written",
     "read_locked",
@@ -59,7 +61,11 @@ def read_locked(run_id: uuid.UUID) -> Loaded | None:
 
 
 def write_changes(changes: Changes, now: datetime) -> Written:
-    """Write ``changes`` in the caller's transaction; raises FenceFailed (caller rolls back)."""
+    """Write ``changes`` in the caller's transaction.
+
+    Raises Stale (nothing written) if the run's last_seq is no longer
+    ``changes.expect_seq``, FenceFailed (the caller rolls back) if a fenced row moved.
+    """
     if hand_written():
         written = postgres.write_changes(changes, now)
     else:

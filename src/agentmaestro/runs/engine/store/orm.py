@@ -9,11 +9,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from agentmaestro.runs.engine.store.rows import Changes, Loaded, ModelContext, Written
+from agentmaestro.runs.engine.store.rows import Changes, Loaded, ModelContext, Stale, Written
 from agentmaestro.runs.events.store import append_events
 from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
 from agentmaestro.runs.states import StepKind, StepStatus
-from agentmaestro.tools.models import ToolDefinition, ToolExecution
+from agentmaestro.tools.models import ToolDefinition
 
 
 def read_locked(run_id: uuid.UUID) -> Loaded | None:
@@ -56,7 +56,7 @@ def read_locked(run_id: uuid.UUID) -> Loaded | None:
 
 def write_changes(changes: Changes, now: datetime) -> Written:
     run = changes.run
-    AgentRun.objects.filter(id=run.id).update(
+    moved = AgentRun.objects.filter(id=run.id, last_seq=changes.expect_seq).update(
         status=run.status,
         started_at=run.started_at,
         finished_at=run.finished_at,
@@ -68,6 +68,8 @@ def write_changes(changes: Changes, now: datetime) -> Written:
         output_tokens=run.output_tokens,
         tick_failures=0,
     )
+    if not moved:
+        raise Stale(f"run {run.id} moved on since it was read (or is gone)")
     finished = 0
     for step, fence in changes.finished_steps:
         fenced = AgentStep.objects.filter(
@@ -114,9 +116,16 @@ def write_changes(changes: Changes, now: datetime) -> Written:
     for call, step_index in changes.new_calls:
         call.step_id = step_ids[step_index]
     ToolCall.objects.bulk_create([call for call, _ in changes.new_calls])
-    ToolExecution.objects.bulk_create(changes.executions, ignore_conflicts=True)
-    stored = append_events(run.id, changes.events)
-    return Written(events=stored, step_ids=step_ids, finished_steps=finished, changed_calls=changed)
+    stored = append_events(run.id, changes.events, broadcast=False)
+    return Written(
+        last_seq=stored[-1].seq if stored else changes.expect_seq,
+        events=stored,
+        workspace_id=run.workspace_id,
+        status=run.status,
+        step_ids=step_ids,
+        finished_steps=finished,
+        changed_calls=changed,
+    )
 
 
 def read_model_context(run_id: uuid.UUID, before_index: int) -> ModelContext:

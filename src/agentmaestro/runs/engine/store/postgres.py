@@ -16,12 +16,12 @@ from django.db import connection
 from agentmaestro.agents.models import Agent
 from agentmaestro.runs.engine.store.rows import (
     Changes,
-    FenceFailed,
     Loaded,
     ModelContext,
+    Stale,
     Written,
 )
-from agentmaestro.runs.events.store import broadcast_on_commit, check_events
+from agentmaestro.runs.events.store import check_events, stored_events
 from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
 from agentmaestro.runs.states import StepKind
 from agentmaestro.tools.models import ToolDefinition
@@ -185,21 +185,24 @@ def read_locked(run_id: uuid.UUID) -> Loaded | None:
 
 _PG_WRITE = """
 WITH bump AS (
-    -- The run's new fields, and k sequence numbers for the step's events. The caller
-    -- already holds this row's lock (read_locked).
+    -- The run's new fields, and k sequence numbers for the step's events -- if the run
+    -- is still as the step read it (last_seq unchanged). After read_locked it is (the
+    -- caller holds the lock); a step planned from memory (eager continuation) locks the
+    -- row here, and gets no row back if another step committed first. Every other
+    -- clause joins bump, so then nothing at all is written.
     UPDATE runs_agentrun
        SET last_seq = last_seq + %(k)s, status = %(status)s, started_at = %(started_at)s,
            finished_at = %(finished_at)s, output = %(output)s::jsonb, error = %(error)s::jsonb,
            step_count = %(step_count)s, tool_call_count = %(tool_call_count)s,
            input_tokens = %(input_tokens)s, output_tokens = %(output_tokens)s, tick_failures = 0
-     WHERE id = %(run_id)s
+     WHERE id = %(run_id)s AND last_seq = %(expect_seq)s
  RETURNING last_seq, workspace_id, status
 ), finished_steps AS (
     -- Activities' results and cancellations; fenced: still STARTED, same attempt.
     UPDATE runs_agentstep s
        SET status = u.status, payload = u.payload, finished_at = u.finished_at,
            lease_expires_at = NULL
-      FROM jsonb_to_recordset(%(finished_steps)s::jsonb)
+      FROM bump, jsonb_to_recordset(%(finished_steps)s::jsonb)
            AS u(index int, status text, payload jsonb, finished_at timestamptz, fence int)
      WHERE s.run_id = %(run_id)s AND s.index = u.index AND s.status = 'STARTED'
        AND (u.fence IS NULL OR s.attempt = u.fence)
@@ -210,7 +213,7 @@ WITH bump AS (
             lease_expires_at)
     SELECT %(run_id)s, i.index, i.kind, i.status, i.payload, i.created_at, i.finished_at,
            i.attempt, i.lease_expires_at
-      FROM jsonb_to_recordset(%(new_steps)s::jsonb)
+      FROM bump, jsonb_to_recordset(%(new_steps)s::jsonb)
            AS i(index int, kind text, status text, payload jsonb, created_at timestamptz,
                 finished_at timestamptz, attempt int, lease_expires_at timestamptz)
  RETURNING id, index
@@ -220,7 +223,7 @@ WITH bump AS (
        SET status = u.status, attempt = u.attempt, result = NULLIF(u.result, 'null'),
            error = NULLIF(u.error, 'null'), started_at = u.started_at,
            finished_at = u.finished_at, lease_expires_at = u.lease_expires_at
-      FROM jsonb_to_recordset(%(changed_calls)s::jsonb)
+      FROM bump, jsonb_to_recordset(%(changed_calls)s::jsonb)
            AS u(id uuid, status text, attempt int, result jsonb, error jsonb,
                 started_at timestamptz, finished_at timestamptz, lease_expires_at timestamptz,
                 fence_status text, fence_attempt int)
@@ -237,19 +240,11 @@ WITH bump AS (
            i.tool_id, i.tool_name, i.provider_call_id, i.position, i.arguments, i.status,
            NULLIF(i.result, 'null'), NULLIF(i.error, 'null'), i.attempt, i.idempotency_key,
            i.created_at, i.started_at, i.finished_at, i.lease_expires_at
-      FROM jsonb_to_recordset(%(new_calls)s::jsonb)
+      FROM bump, jsonb_to_recordset(%(new_calls)s::jsonb)
            AS i(id uuid, step_index int, tool_id uuid, tool_name text, provider_call_id text,
                 position int, arguments jsonb, status text, result jsonb, error jsonb,
                 attempt int, idempotency_key text, created_at timestamptz,
                 started_at timestamptz, finished_at timestamptz, lease_expires_at timestamptz)
-), executions AS (
-    -- Built-in tools run inline record their outcome under the call's idempotency key.
-    INSERT INTO tools_toolexecution (idempotency_key, tool_name, result, error, created_at)
-    SELECT x.idempotency_key, x.tool_name, NULLIF(x.result, 'null'), NULLIF(x.error, 'null'),
-           %(now)s
-      FROM jsonb_to_recordset(%(executions)s::jsonb)
-           AS x(idempotency_key text, tool_name text, result jsonb, error jsonb)
-    ON CONFLICT (idempotency_key) DO NOTHING
 ), events AS (
     -- The i-th event (1-based) gets old_last_seq + i = new_last_seq - k + i.
     INSERT INTO runs_runevent (run_id, seq, type, version, payload, created_at)
@@ -283,6 +278,7 @@ def write_changes(changes: Changes, now: datetime) -> Written:
     checked = check_events(changes.events)
     params: dict[str, Any] = {
         "run_id": run.id,
+        "expect_seq": changes.expect_seq,
         "k": len(checked),
         "now": now,
         "status": run.status,
@@ -361,17 +357,6 @@ def write_changes(changes: Changes, now: datetime) -> Written:
                 for c, step_index in changes.new_calls
             ]
         ),
-        "executions": _dumps(
-            [
-                {
-                    "idempotency_key": x.idempotency_key,
-                    "tool_name": x.tool_name,
-                    "result": x.result,
-                    "error": x.error,
-                }
-                for x in changes.executions
-            ]
-        ),
         "types": [type_ for type_, _, _ in checked],
         "versions": [version for _, version, _ in checked],
         "payloads": [json.dumps(payload) for _, _, payload in checked],
@@ -380,13 +365,14 @@ def write_changes(changes: Changes, now: datetime) -> Written:
         cursor.execute(_PG_WRITE, params)
         row = cursor.fetchone()
     if row is None:
-        raise FenceFailed(f"run {run.id} vanished under its lock")
+        raise Stale(f"run {run.id} moved on since it was read (or is gone)")
     last_seq, workspace_id, status, finished, changed, new_ids = row
-    stored = broadcast_on_commit(
-        run.id, last_seq - len(checked) + 1, checked, now, workspace_id, status
-    )
+    stored = stored_events(run.id, last_seq - len(checked) + 1, checked, now)
     return Written(
+        last_seq=last_seq,
         events=stored,
+        workspace_id=workspace_id,
+        status=status,
         step_ids={index: step_id for index, step_id in _json(new_ids) or ()},
         finished_steps=finished,
         changed_calls=changed,

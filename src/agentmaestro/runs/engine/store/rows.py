@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentmaestro.agents.models import Agent
 from agentmaestro.runs.events.types import NewEvent, StoredEvent
 from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
-from agentmaestro.tools.models import ToolDefinition, ToolExecution
+from agentmaestro.tools.models import ToolDefinition
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Changes:
     """What one step writes. Rows are unsaved model instances holding the new values."""
 
     run: AgentRun
+    # The run's last_seq as read: the write applies only if it still is (else Stale).
+    expect_seq: int
     events: list[NewEvent] = field(default_factory=list)
     new_steps: list[AgentStep] = field(default_factory=list)
     # (step, attempt it must still have, or None); the step must still be STARTED.
@@ -38,7 +41,6 @@ class Changes:
     new_calls: list[tuple[ToolCall, int]] = field(default_factory=list)
     # (call, the status and attempt it must still have).
     changed_calls: list[tuple[ToolCall, str, int]] = field(default_factory=list)
-    executions: list[ToolExecution] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.events)
@@ -46,7 +48,11 @@ class Changes:
 
 @dataclass
 class Written:
+    last_seq: int
+    # Not broadcast yet: the caller announces them (events.store.announce_on_commit).
     events: list[StoredEvent]
+    workspace_id: uuid.UUID
+    status: str
     # The database ids of the new steps, by index.
     step_ids: dict[int, int]
     # How many fenced rows matched; fewer than asked means a fence failed.
@@ -56,6 +62,14 @@ class Written:
 
 class FenceFailed(Exception):
     """A fenced row changed between the read and the write; the caller rolls back."""
+
+
+class Stale(Exception):
+    """The run moved on since the state the write was planned from; nothing was written.
+
+    Only a step planned from state kept in memory (eager continuation) can meet this: a
+    step that read under the run's lock holds it until it commits.
+    """
 
 
 @dataclass
