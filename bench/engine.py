@@ -273,7 +273,7 @@ class Capture:
     ops: list[tuple[Any, ...]]  # ("BEGIN",) ("COMMIT",) ("SQL", sql, params, autocommit)
     messages: list[str]
     reconnects: int
-    model_marks: list[int]  # len(ops) when each model call read its conversation
+    step_marks: list[int]  # len(ops) before each step's write (runs/engine/store/)
 
 
 def run_in_process(run_id: uuid.UUID) -> Capture:
@@ -286,7 +286,7 @@ def run_in_process(run_id: uuid.UUID) -> Capture:
     connection: Any = default_connection
 
     queue: deque[tuple[Callable[..., Any], Any]] = deque()
-    capture = Capture(ops=[], messages=[], reconnects=0, model_marks=[])
+    capture = Capture(ops=[], messages=[], reconnects=0, step_marks=[])
     state = {"tx": False}
 
     def enqueue_tick(rid: Any) -> None:
@@ -306,9 +306,10 @@ def run_in_process(run_id: uuid.UUID) -> Capture:
         if not autocommit and not state["tx"]:
             capture.ops.append(("BEGIN",))
             state["tx"] = True
-        if "kind IN ('MODEL_CALL', 'OBSERVATION')" in sql:
-            # Every model call, inline or dispatched, first reads its conversation.
-            capture.model_marks.append(len(capture.ops))
+        if sql.startswith("WITH bump AS"):
+            # Every step ends with its one write; under eager continuation each
+            # iteration (a model turn and its tool call) is one step.
+            capture.step_marks.append(len(capture.ops))
         capture.ops.append(("SQL", sql, params, autocommit))
         return execute(sql, params, many, context)
 
@@ -347,25 +348,34 @@ def run_in_process(run_id: uuid.UUID) -> Capture:
     return capture
 
 
+def _commits(op: tuple[Any, ...]) -> bool:
+    """An explicit COMMIT, or a statement in autocommit that writes (an eager step's one
+    statement is its own transaction)."""
+    if op[0] == "COMMIT":
+        return True
+    return op[0] == "SQL" and op[3] and not op[1].lstrip().startswith("SELECT")
+
+
 def capture_stats(capture: Capture, iterations: int) -> dict[str, float]:
     ops = capture.ops
     sql = sum(1 for op in ops if op[0] == "SQL")
-    begins = sum(1 for op in ops if op[0] == "BEGIN")
-    commits = sum(1 for op in ops if op[0] == "COMMIT")
+    explicit = sum(1 for op in ops if op[0] in ("BEGIN", "COMMIT"))
     autocommits = sum(1 for op in ops if op[0] == "SQL" and op[3])
-    # One middle iteration: from one model call's start to the next one's.
-    k = len(capture.model_marks) // 2
-    middle = ops[capture.model_marks[k - 1] : capture.model_marks[k]]
+    # One middle iteration: from one step's write to the next one's.
+    k = len(capture.step_marks) // 2
+    middle = ops[capture.step_marks[k - 1] + 1 : capture.step_marks[k] + 1]
     return {
         "sql_per_iteration": round(sql / iterations, 1),
-        "round_trips_per_iteration": round((sql + begins + commits) / iterations, 1),
-        "transactions_per_iteration": round((commits + autocommits) / iterations, 1),
-        "commits_per_iteration": round(commits / iterations, 1),
+        "round_trips_per_iteration": round((sql + explicit) / iterations, 1),
+        "transactions_per_iteration": round(
+            (sum(1 for op in ops if op[0] == "COMMIT") + autocommits) / iterations, 1
+        ),
+        "commits_per_iteration": round(sum(1 for op in ops if _commits(op)) / iterations, 1),
         "reconnects_per_iteration": round(capture.reconnects / iterations, 1),
         "celery_messages_per_iteration": round(len(capture.messages) / iterations, 1),
         "middle_iteration_sql": sum(1 for op in middle if op[0] == "SQL"),
         "middle_iteration_round_trips": len(middle),
-        "middle_iteration_commits": sum(1 for op in middle if op[0] == "COMMIT"),
+        "middle_iteration_commits": sum(1 for op in middle if _commits(op)),
     }
 
 

@@ -61,10 +61,25 @@ def test_the_printer_streams_model_text_and_shows_tools_and_the_answer() -> None
         frame(
             8, "tool_call.updated", id="c2", status="FAILED", error={"code": "x", "message": "y"}
         ),
-        frame(9, "step.updated", index=5, status="COMPLETED", payload={"turn": 1, "text": "Done"}),
+        frame(
+            9,
+            "step.updated",
+            index=5,
+            status="COMPLETED",
+            payload={"turn": 1, "text": "Done", "usage": {"input_tokens": 4, "output_tokens": 1}},
+        ),
+        # An older log's totals after a turn, then a turn of today's that adds to them.
         frame(10, "run.usage_updated", input_tokens=7, output_tokens=3),
         frame(
             11,
+            "step.created",
+            index=6,
+            kind="MODEL_CALL",
+            status="COMPLETED",
+            payload={"turn": 2, "text": "", "usage": {"input_tokens": 2, "output_tokens": 2}},
+        ),
+        frame(
+            12,
             "run.status_changed",
             from_status="RUNNING",
             to_status="COMPLETED",
@@ -83,7 +98,7 @@ def test_the_printer_streams_model_text_and_shows_tools_and_the_answer() -> None
         "  ◂ echo ✗ x: y",
         "model ▸ Done",
         "● COMPLETED",
-        "tokens: 7 in, 3 out",
+        "tokens: 9 in, 5 out",
         "5",
     ]
 

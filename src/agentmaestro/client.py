@@ -284,6 +284,13 @@ class Printer:
             elif self.status in {"FAILED", "CANCELLED"} and p.get("error"):
                 self.line(self.paint(f"{p['error']['code']}: {p['error']['message']}", "31"))
         elif _model_turn_ended(type_, p) and p.get("payload") and p["status"] == "COMPLETED":
+            usage = p["payload"].get("usage")
+            if isinstance(usage, dict):  # the run's totals are the sum of its turns'
+                before = self.usage or (0, 0)
+                self.usage = (
+                    before[0] + int(usage.get("input_tokens") or 0),
+                    before[1] + int(usage.get("output_tokens") or 0),
+                )
             text = p["payload"].get("text")
             if isinstance(text, str) and "turn" in p["payload"]:
                 self.said[p["index"]] = text
@@ -315,5 +322,5 @@ class Printer:
                     self.paint("  ◂ ", "35")
                     + self.paint(f"{name} ✗ {error['code']}: {error['message']}", "31")
                 )
-        elif type_ == "run.usage_updated":
+        elif type_ == "run.usage_updated":  # older logs: the totals after a turn
             self.usage = (p["input_tokens"], p["output_tokens"])

@@ -63,7 +63,7 @@ def test_three_turns_with_two_parallel_tool_calls_complete(
     # Under eager continuation (the default) each model turn is answered inside its step
     # and announced finished, the built-in tools run inside the same step (created
     # finished, so the run never waits for them), and each turn is one commit.
-    model_turn = ["step.created", "run.usage_updated"]
+    model_turn = ["step.created"]  # finished, with its usage
     tool_turn = [*model_turn, "step.created", *["tool_call.created"] * 2, *["step.created"] * 2]
     types = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("type", flat=True))
     assert types == [

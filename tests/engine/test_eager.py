@@ -124,7 +124,6 @@ def test_eager_continuation_writes_the_run_the_broker_path_writes(
         "run.created": 1,
         "run.status_changed": 2,  # PENDING -> RUNNING -> COMPLETED
         "step.created": 10,
-        "run.usage_updated": 3,
         "tool_call.created": 4,
     }
     plain_types = Counter(type_ for type_, _ in log_of(plain))

@@ -100,7 +100,6 @@ EXPECTED_EVENTS = Counter(
         "step.created": 10,
         # Only the 3 model calls: the other 7 steps are created finished.
         "step.updated": 3,
-        "run.usage_updated": 3,
         "tool_call.created": 4,
     }
 )

@@ -18,6 +18,18 @@ class ReplayError(Exception):
     pass
 
 
+def _add_usage(run: dict[str, Any], p: dict[str, Any]) -> None:
+    """A model turn announced completed adds its usage to the run's totals.
+
+    (Logs written before the engine stopped sending ``run.usage_updated`` after each
+    turn also carry that event, whose totals then replace the sum: the same numbers.)
+    """
+    usage = (p.get("payload") or {}).get("usage")
+    if p.get("status") == "COMPLETED" and isinstance(usage, dict):
+        run["usage"]["input_tokens"] += usage.get("input_tokens") or 0
+        run["usage"]["output_tokens"] += usage.get("output_tokens") or 0
+
+
 def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
     run: dict[str, Any] | None = None
     steps: dict[int, dict[str, Any]] = {}
@@ -75,6 +87,7 @@ def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
             case "run.note":
                 pass
             case "step.created":
+                _add_usage(run, p)
                 steps[p["index"]] = {
                     "index": p["index"],
                     "kind": p["kind"],
@@ -85,6 +98,7 @@ def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
                 }
                 run["step_count"] = max(run["step_count"], p["index"])
             case "step.updated":
+                _add_usage(run, p)
                 step = steps[p["index"]]
                 step["status"] = p["status"]
                 if p.get("payload") is not None:

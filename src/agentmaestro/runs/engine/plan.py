@@ -215,18 +215,10 @@ class Plan:
         else:
             self.changes.finished_steps.append((step, outcome.attempt))
             self.changes.events.append(NewEvent("step.updated", step_updated_payload(step)))
-        if outcome.input_tokens or outcome.output_tokens:
-            self.run.input_tokens += outcome.input_tokens
-            self.run.output_tokens += outcome.output_tokens
-            self.changes.events.append(
-                NewEvent(
-                    "run.usage_updated",
-                    {
-                        "input_tokens": self.run.input_tokens,
-                        "output_tokens": self.run.output_tokens,
-                    },
-                )
-            )
+        # The turn's usage is in its step's payload, which its event carries; the run's
+        # totals are their sum (runs/replay.py), so no event of their own.
+        self.run.input_tokens += outcome.input_tokens
+        self.run.output_tokens += outcome.output_tokens
         return True
 
     def _record_tool(self, outcome: ToolResult) -> bool:

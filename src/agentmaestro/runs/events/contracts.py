@@ -148,7 +148,14 @@ class RunStatusChangedV1(EventPayload):
     error: RunError | None = None
 
 
-@registry.contract("run.usage_updated", 1, "Token usage of the run so far (running totals).")
+@registry.contract(
+    "run.usage_updated",
+    1,
+    "Token usage of the run so far (running totals), for usage recorded outside a model "
+    "turn. A model turn's own usage is in its MODEL_CALL step's `payload.usage`, which its "
+    "`step.created`/`step.updated` carries; the run's totals are the sum of those (the "
+    "engine sent this event after every turn until 2026-12; such logs fold the same).",
+)
 class RunUsageUpdatedV1(EventPayload):
     input_tokens: int
     output_tokens: int

@@ -4,6 +4,16 @@
 export const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 export const WAITING = new Set(["WAITING_FOR_APPROVAL", "WAITING_FOR_TOOLS", "WAITING_FOR_SUBRUN"]);
 
+// A model turn announced completed adds its usage to the run's totals (runs/replay.py).
+function addUsage(run, p) {
+  const usage = p.payload && p.payload.usage;
+  if (p.status !== "COMPLETED" || !usage) return;
+  run.usage = {
+    input_tokens: run.usage.input_tokens + (usage.input_tokens || 0),
+    output_tokens: run.usage.output_tokens + (usage.output_tokens || 0),
+  };
+}
+
 // positions: tool call id -> its position among its step's calls (not in the snapshot).
 export function fromSnapshot(snapshot, positions) {
   return {
@@ -31,9 +41,11 @@ export function applyEvent(state, frame) {
       }
       return { run: true };
     case "run.usage_updated":
+      // Older logs: the totals after a turn (the same sum as below).
       run.usage = { input_tokens: p.input_tokens, output_tokens: p.output_tokens };
       return { run: true };
     case "step.created":
+      addUsage(run, p);
       state.steps.set(p.index, {
         index: p.index,
         kind: p.kind,
@@ -45,6 +57,7 @@ export function applyEvent(state, frame) {
       run.step_count = Math.max(run.step_count, p.index);
       return { run: true, step: p.index };
     case "step.updated": {
+      addUsage(run, p);
       const step = state.steps.get(p.index);
       if (step) {
         step.status = p.status;
