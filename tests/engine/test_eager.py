@@ -200,3 +200,71 @@ def test_a_stale_inline_claim_is_not_recorded_twice(
     call.refresh_from_db()
     assert call.result != {"echo": "again"}
     assert uuid.UUID(str(call.id)) == call.id
+
+
+def test_a_run_that_moved_between_eager_steps_is_read_again_not_overwritten(
+    personas: Personas, broker: MemoryBroker, eager_slice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step planned from memory writes only if the run's last_seq is what its worker
+    wrote last: a cancel committed in between makes it write nothing, and the step taken
+    again from a locked read finds the run cancelled."""
+    from agentmaestro.runs.engine import tick
+    from agentmaestro.runs.services.runs import run_cancel
+    from tests.replay import assert_replays
+
+    eager_slice(60_000)
+    agent = scripted_agent(personas.workspace, THREE_TURNS, slug="moved")
+    run = run_create(agent=agent, input={"prompt": "compute"}, created_by=personas.member)
+    real = tick._advance_from_memory
+    seen: list[Any] = []
+
+    def cancel_first(continuation: Any, eager_until: Any) -> Any:
+        if not seen:
+            run_cancel(run_id=run.id, reason="changed my mind")
+        seen.append(continuation.loaded.run.last_seq)
+        return real(continuation, eager_until)
+
+    monkeypatch.setattr(tick, "_advance_from_memory", cancel_first)
+    tasks.run_tick(str(run.id))
+    deliver_all(broker)
+
+    run.refresh_from_db()
+    assert run.status == "CANCELLED"
+    # The eager step was planned once, from the state before the cancel, and wrote
+    # nothing: the log ends with the cancel, and holds one model turn only.
+    assert len(seen) == 1
+    events = list(RunEvent.objects.filter(run=run).order_by("seq"))
+    assert events[-1].type == "run.status_changed"
+    assert events[-1].payload["to_status"] == "CANCELLED"
+    assert events[-1].seq == seen[0] + 1 == run.last_seq
+    assert AgentStep.objects.filter(run=run, kind="MODEL_CALL").count() == 1
+    assert_replays(run.id)
+
+
+def test_the_step_write_refuses_a_run_that_moved(personas: Personas) -> None:
+    """The compare-and-set itself: a stale expected last_seq writes no row at all."""
+    from django.utils import timezone
+
+    from agentmaestro.runs.engine.store import Changes, Stale, write_changes
+    from agentmaestro.runs.events.types import NewEvent
+
+    run = run_create(agent=personas.agent, input={"prompt": "x"}, created_by=personas.member)
+    before = (run.last_seq, AgentStep.objects.count(), RunEvent.objects.count())
+    run.step_count = 1
+    changes = Changes(run=run, expect_seq=run.last_seq - 1)
+    changes.new_steps.append(
+        AgentStep(
+            run_id=run.id,
+            index=1,
+            kind="MESSAGE",
+            status="COMPLETED",
+            payload={"text": "x"},
+            created_at=timezone.now(),
+            finished_at=timezone.now(),
+        )
+    )
+    changes.events.append(NewEvent("run.note", {"message": "never"}))
+    with pytest.raises(Stale):
+        write_changes(changes, timezone.now())
+    run.refresh_from_db()
+    assert (run.last_seq, AgentStep.objects.count(), RunEvent.objects.count()) == before
