@@ -215,16 +215,17 @@ def test_a_run_that_moved_between_eager_steps_is_read_again_not_overwritten(
     eager_slice(60_000)
     agent = scripted_agent(personas.workspace, THREE_TURNS, slug="moved")
     run = run_create(agent=agent, input={"prompt": "compute"}, created_by=personas.member)
-    real = tick._advance_from_memory
+    real = tick.advance
     seen: list[Any] = []
 
-    def cancel_first(continuation: Any, eager_until: Any) -> Any:
-        if not seen:
-            run_cancel(run_id=run.id, reason="changed my mind")
-        seen.append(continuation.loaded.run.last_seq)
-        return real(continuation, eager_until)
+    def cancel_first(*args: Any, continuation: Any = None, **kwargs: Any) -> Any:
+        if continuation is not None:  # a step from memory is about to be planned
+            if not seen:
+                run_cancel(run_id=run.id, reason="changed my mind")
+            seen.append(continuation.loaded.run.last_seq)
+        return real(*args, continuation=continuation, **kwargs)
 
-    monkeypatch.setattr(tick, "_advance_from_memory", cancel_first)
+    monkeypatch.setattr(tick, "advance", cancel_first)
     tasks.run_tick(str(run.id))
     deliver_all(broker)
 

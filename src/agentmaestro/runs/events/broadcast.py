@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import queue
 import threading
 import time
 import uuid
@@ -52,14 +54,16 @@ def approvals_group(workspace_id: uuid.UUID | str) -> str:
 
 
 class DirectPublisher:
-    """PUBLISH straight from the committing thread: one pipelined round trip per commit.
+    """PUBLISH with a plain Redis client from one publishing thread per process.
 
     For channels_redis's pub/sub layer on one Redis, whose ``group_send`` is a PUBLISH
     of ``layer.serialize(message)`` on ``<prefix>__group__<group>``: this sends exactly
-    that, with a plain (sync) Redis client, so no hand-off to an event loop thread is
-    needed. Measured in-process on an engine step: the hand-off and the loop's awaited
-    replies cost about as much as the step's own SQL (bench/engine.py). Broadcasts from
-    different threads may now overtake each other; consumers already put events back in
+    that, with a plain (sync) Redis client, so no hand-off to an event loop is needed
+    (measured: that hand-off and its awaited replies cost as much as an engine step's own
+    SQL). The committing thread only queues its messages; one daemon thread sends
+    whatever is queued in one pipelined round trip — a busy worker's many commits share
+    one — in the order queued, so one run's broadcasts from one process stay in order.
+    Across processes they may overtake each other; consumers already put events back in
     order and fill gaps from the database (runs/consumers.py).
     """
 
@@ -78,6 +82,10 @@ class DirectPublisher:
             socket_connect_timeout=PUBLISH_TIMEOUT_SECONDS,
         )
         self._down_until = 0.0
+        self._queue: queue.SimpleQueue[Sequence[tuple[str, Message]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pid = 0  # the process whose thread is draining the queue (0: none yet)
+        self._backlog = 0
 
     @classmethod
     def for_layer(cls, layer: Any) -> DirectPublisher | None:
@@ -96,8 +104,38 @@ class DirectPublisher:
         return cls(layer, url, config.get("prefix", "asgi"))
 
     def publish(self, messages: Sequence[tuple[str, Message]]) -> None:
+        """Queue ``messages`` for the publishing thread; never blocks, never raises."""
+        if time.monotonic() < self._down_until:
+            return
+        if self._pid != os.getpid():
+            self._start()
+        if self._backlog >= MAX_PENDING:
+            logger.warning("broadcast backlog full; dropping %d messages", len(messages))
+            return
+        self._backlog += len(messages)
+        self._queue.put(messages)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            # A forked child inherits no thread: start its own, on a fresh queue.
+            self._queue = queue.SimpleQueue()
+            self._backlog = 0
+            threading.Thread(target=self._drain, name="agentmaestro-publish", daemon=True).start()
+            self._pid = os.getpid()
+
+    def _drain(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._send([m for messages in batch for m in messages])
+
+    def _send(self, messages: list[tuple[str, Message]]) -> None:
         import redis
 
+        self._backlog = max(0, self._backlog - len(messages))
         if time.monotonic() < self._down_until:
             return
         try:
@@ -108,6 +146,8 @@ class DirectPublisher:
         except redis.RedisError as exc:
             self._down_until = time.monotonic() + self.BACKOFF_SECONDS
             logger.warning("broadcast of %d messages failed: %r", len(messages), exc)
+        except Exception:  # never let the thread die: later broadcasts would all be lost
+            logger.exception("broadcast of %d messages failed", len(messages))
 
 
 class Broadcaster:
