@@ -2,11 +2,14 @@
 
 Each implementation gets a harness that arranges an outcome its own way (a script for
 ``scripted``, wire replies from a local fake server for the real ones) and the same
-assertions run against all of them. The real providers run twice, streaming and not.
+assertions run against all of them. The real providers run twice, streaming and not,
+and every provider is asked both ways: ``complete`` (a Celery thread) and ``acomplete``
+(the worker's model-call executor, on an event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ import pytest
 
 from agentmaestro.agents.providers.anthropic_provider import AnthropicProvider
 from agentmaestro.agents.providers.base import (
+    AsyncModelProvider,
     Message,
     ModelProvider,
     ModelRequest,
@@ -44,6 +48,8 @@ TOOLS = (
 
 
 class Harness(Protocol):
+    use_async: bool
+
     def provider(self) -> ModelProvider: ...
 
     def text(self, text: str) -> dict[str, Any]: ...
@@ -57,6 +63,8 @@ class Harness(Protocol):
 
 @dataclass
 class ScriptedHarness:
+    use_async: bool = False
+
     def provider(self) -> ModelProvider:
         return ScriptedProvider()
 
@@ -79,6 +87,7 @@ class WireHarness:
     server: FakeModelServer
     stream: bool
     kind: type[OpenAICompatProvider] | type[AnthropicProvider]
+    use_async: bool = False
     ids: Iterator[int] = field(default_factory=lambda: iter(range(100)))
 
     def provider(self) -> ModelProvider:
@@ -120,21 +129,26 @@ class WireHarness:
 
 @pytest.fixture(
     params=[
-        "scripted",
-        "openai-stream",
-        "openai-json",
-        "anthropic-stream",
-        "anthropic-json",
+        f"{name}-{way}"
+        for name in (
+            "scripted",
+            "openai-stream",
+            "openai-json",
+            "anthropic-stream",
+            "anthropic-json",
+        )
+        for way in ("sync", "async")
     ]
 )
 def harness(request: pytest.FixtureRequest) -> Harness:
-    name: str = request.param
+    name, way = str(request.param).rsplit("-", 1)
+    use_async = way == "async"
     if name == "scripted":
-        return ScriptedHarness()
+        return ScriptedHarness(use_async)
     dialect, form = name.split("-")
     server: FakeModelServer = request.getfixturevalue(f"{dialect}_server")
     kind = OpenAICompatProvider if dialect == "openai" else AnthropicProvider
-    return WireHarness(server, form == "stream", kind)
+    return WireHarness(server, form == "stream", kind, use_async)
 
 
 def ask(harness: Harness, settings: dict[str, Any]) -> tuple[ModelResponse, list[str]]:
@@ -146,7 +160,11 @@ def ask(harness: Harness, settings: dict[str, Any]) -> tuple[ModelResponse, list
         settings=settings,
         timeout_seconds=30,
     )
-    return harness.provider().complete(request, deltas.append), deltas
+    provider = harness.provider()
+    if not harness.use_async:
+        return provider.complete(request, deltas.append), deltas
+    assert isinstance(provider, AsyncModelProvider)
+    return asyncio.run(provider.acomplete(request, deltas.append)), deltas
 
 
 def test_the_deltas_concatenate_to_the_text(harness: Harness) -> None:

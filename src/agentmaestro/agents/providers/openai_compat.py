@@ -7,18 +7,20 @@ comes from ``OPENAI_API_KEY`` (see config.py and docs/providers.md).
 Settings checks, status mapping and Retry-After parsing are shared with the Anthropic
 provider (_common.py).
 The SDK never retries (``max_retries=0``): a transient ProviderError goes back to the
-Celery task, which retries with backoff and frees the worker slot in between.
+activity (the Celery task, or the worker's model-call executor), which releases the call
+and retries with backoff. ``acomplete`` is the same call on the SDK's async client.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentmaestro.agents.providers._common import (
+    AsyncClientPool,
     CallSettings,
     ClientCache,
     Deadline,
@@ -46,7 +48,6 @@ if TYPE_CHECKING:
     # The SDKs take seconds to import; every web and worker process imports this package,
     # so they are imported on the first call instead.
     import openai
-    from openai.types.chat import ChatCompletionChunk
 
 
 def _make_client(settings: CallSettings) -> openai.OpenAI:
@@ -55,7 +56,14 @@ def _make_client(settings: CallSettings) -> openai.OpenAI:
     return openai.OpenAI(api_key=settings.api_key, base_url=settings.base_url, max_retries=0)
 
 
+def _make_async_client(settings: CallSettings) -> openai.AsyncOpenAI:
+    import openai
+
+    return openai.AsyncOpenAI(api_key=settings.api_key, base_url=settings.base_url, max_retries=0)
+
+
 _clients = ClientCache(_make_client)
+_async_clients = AsyncClientPool(_make_async_client)
 
 
 PROVIDER = "openai"
@@ -67,6 +75,54 @@ class OpenAICompatProvider:
         self._config = resolve_config(config)
 
     def complete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse:
+        settings, params = self._prepare(request)
+        client = _clients.get(settings)  # first call: imports the SDK, not on the clock
+        deadline = Deadline(settings.timeout)
+        with _sdk_errors_mapped():
+            if not settings.stream:
+                completion = client.chat.completions.create(**params, timeout=settings.timeout)
+                with bad_data_is_malformed(PROVIDER):
+                    return _read_completion(completion, on_delta, request.turn)
+            stream = client.chat.completions.create(
+                **params,
+                stream=True,
+                stream_options={"include_usage": True},
+                timeout=settings.timeout,
+            )
+            with stream, bad_data_is_malformed(PROVIDER):
+                reader = _StreamReader(on_delta, request.turn)
+                for chunk in stream:
+                    deadline.check()
+                    reader.feed(chunk)
+                return reader.finish()
+
+    async def acomplete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse:
+        """``complete`` on the SDK's async client: the same request, errors and result."""
+        settings, params = self._prepare(request)
+        deadline = Deadline(settings.timeout)
+        async with _async_clients.client(settings) as client:
+            with _sdk_errors_mapped():
+                if not settings.stream:
+                    completion = await client.chat.completions.create(
+                        **params, timeout=settings.timeout
+                    )
+                    with bad_data_is_malformed(PROVIDER):
+                        return _read_completion(completion, on_delta, request.turn)
+                stream = await client.chat.completions.create(
+                    **params,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    timeout=settings.timeout,
+                )
+                async with stream:
+                    with bad_data_is_malformed(PROVIDER):
+                        reader = _StreamReader(on_delta, request.turn)
+                        async for chunk in stream:
+                            deadline.check()
+                            reader.feed(chunk)
+                        return reader.finish()
+
+    def _prepare(self, request: ModelRequest) -> tuple[CallSettings, dict[str, Any]]:
         key = self._config.openai_api_key
         settings = call_settings(
             request,
@@ -85,21 +141,7 @@ class OpenAICompatProvider:
             params["temperature"] = settings.temperature
         if settings.max_tokens is not None:
             params["max_tokens"] = settings.max_tokens
-        client = _clients.get(settings)  # first call: imports the SDK, not on the clock
-        deadline = Deadline(settings.timeout)
-        with _sdk_errors_mapped():
-            if not settings.stream:
-                completion = client.chat.completions.create(**params, timeout=settings.timeout)
-                with bad_data_is_malformed(PROVIDER):
-                    return _read_completion(completion, on_delta, request.turn)
-            stream = client.chat.completions.create(
-                **params,
-                stream=True,
-                stream_options={"include_usage": True},
-                timeout=settings.timeout,
-            )
-            with stream, bad_data_is_malformed(PROVIDER):
-                return _read_stream(stream, on_delta, deadline, request.turn)
+        return settings, params
 
 
 @contextmanager
@@ -165,29 +207,33 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
 
-def _read_stream(
-    chunks: Iterable[ChatCompletionChunk], on_delta: DeltaSink, deadline: Deadline, turn: int
-) -> ModelResponse:
-    from openai.types.chat import ChatCompletionChunk
+class _StreamReader:
+    """Assembles a streamed turn chunk by chunk (the sync and async loops share it)."""
 
-    text: list[str] = []
-    calls: dict[int, _PartialCall] = {}
-    usage = Usage()
-    finished = False
-    for chunk in chunks:
-        deadline.check()
+    def __init__(self, on_delta: DeltaSink, turn: int) -> None:
+        self._on_delta = on_delta
+        self._turn = turn
+        self._text: list[str] = []
+        self._calls: dict[int, _PartialCall] = {}
+        self._usage = Usage()
+        self._finished = False
+
+    def feed(self, chunk: object) -> None:
+        from openai.types.chat import ChatCompletionChunk
+
         if not isinstance(chunk, ChatCompletionChunk):
             malformed(PROVIDER, "a stream chunk is not a JSON object")
         if chunk.usage is not None:
-            usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+            self._usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
         for choice in chunk.choices:
             if choice.index != 0:
                 continue
             delta = choice.delta
             if delta.content:
-                text.append(delta.content)
-                on_delta(delta.content)
+                self._text.append(delta.content)
+                self._on_delta(delta.content)
             for part in delta.tool_calls or ():
+                calls = self._calls
                 partial = calls.setdefault(
                     part.index if part.index is not None else len(calls), _PartialCall()
                 )
@@ -196,21 +242,24 @@ def _read_stream(
                     partial.name = partial.name or (part.function.name or "")
                     partial.arguments.append(part.function.arguments or "")
             if choice.finish_reason is not None:
-                finished = True
-    if not finished:
-        raise ProviderError(
-            "provider_connection",
-            f"The {PROVIDER} stream ended before the model finished its turn.",
-            transient=True,
+                self._finished = True
+
+    def finish(self) -> ModelResponse:
+        if not self._finished:
+            raise ProviderError(
+                "provider_connection",
+                f"The {PROVIDER} stream ended before the model finished its turn.",
+                transient=True,
+            )
+        calls = self._calls
+        return ModelResponse(
+            text="".join(self._text),
+            tool_calls=tuple(
+                _requested_call(self._turn, i, p.id, p.name, "".join(p.arguments))
+                for i, p in enumerate(calls[k] for k in sorted(calls))
+            ),
+            usage=self._usage,
         )
-    return ModelResponse(
-        text="".join(text),
-        tool_calls=tuple(
-            _requested_call(turn, i, p.id, p.name, "".join(p.arguments))
-            for i, p in enumerate(calls[k] for k in sorted(calls))
-        ),
-        usage=usage,
-    )
 
 
 def _read_completion(completion: object, on_delta: DeltaSink, turn: int) -> ModelResponse:

@@ -163,13 +163,26 @@ def run_model_call(step_id: int, claim: Claim) -> ModelResponse:
     group = run_group(claim.run_id)
 
     def on_delta(text: str) -> None:
-        broadcaster.publish([(group, _delta(step_id, claim.step_index, text))])
+        broadcaster.publish([(group, delta_message(step_id, claim.step_index, text))])
 
     return get_provider(provider_name).complete(request, on_delta)
 
 
-def _delta(step_id: int | None, step_index: int, text: str) -> dict[str, Any]:
+def delta_message(step_id: int | None, step_index: int, text: str) -> dict[str, Any]:
+    """The ephemeral ``run.delta`` frame of some model text (never stored)."""
     return {"type": "run.delta", "step_id": step_id, "step_index": step_index, "text": text}
+
+
+# Transient failures (429, 5xx, timeouts) are retried this many times, after
+# retry_delay() seconds each: the provider's Retry-After, else 0.5 s, 1 s, 2 s … 30 s.
+MODEL_MAX_RETRIES = 5
+
+
+def retry_delay(error: ProviderError, retries: int) -> float | None:
+    """Seconds to wait before retry number ``retries + 1``, or None: fail the step."""
+    if not error.transient or retries >= MODEL_MAX_RETRIES:
+        return None
+    return error.retry_after or min(30.0, 0.5 * 2**retries)
 
 
 def answer_inline(activity: Activity, unwritten: Sequence[AgentStep]) -> ModelResult:
@@ -190,7 +203,9 @@ def answer_inline(activity: Activity, unwritten: Sequence[AgentStep]) -> ModelRe
     step = next(s for s in unwritten if s.index == index)
     group = run_group(activity.run_id)
     transaction.on_commit(
-        lambda: broadcaster.publish([(group, _delta(step.id, index, text)) for text in deltas]),
+        lambda: broadcaster.publish(
+            [(group, delta_message(step.id, index, text)) for text in deltas]
+        ),
         robust=True,
     )
     return model_result(0, claim, response)
