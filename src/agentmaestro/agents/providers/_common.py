@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import importlib.util
 import json
 import threading
 import time
@@ -228,6 +229,20 @@ def connection_error(provider: str, error: Exception, *, timeout: bool) -> Provi
     )
 
 
+def timed_out(error: BaseException) -> bool:
+    """Whether an SDK timeout error really was one.
+
+    The SDKs' aiohttp transport maps every ``aiohttp.ClientConnectionError`` to a connect
+    *timeout*, a refused connection included; the cause chain still says which it was.
+    """
+    cause = error.__cause__ or error.__context__
+    while cause is not None:
+        if type(cause).__name__ == "ClientConnectorError" and not isinstance(cause, TimeoutError):
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
+
+
 def malformed(provider: str, detail: str) -> NoReturn:
     raise ProviderError(
         "malformed_response", f"{provider} sent a malformed response: {detail}", transient=False
@@ -284,20 +299,23 @@ class _Shard[C]:
 
 
 class AsyncClientPool[C]:
-    """Async SDK clients per (event loop, base URL, key), each serving a few calls at once.
+    """Async SDK clients per (event loop, base URL, key), on aiohttp where installed.
 
     An async client's connections belong to the event loop that opened them, hence one
-    set per loop. And one client per (URL, key) is not enough: the SDKs' connection pool
-    (httpcore) walks every connection it holds on each request and each release, so with
-    1,000 calls in flight on one client that walk was the largest cost of a call
-    (measured: 3.7 ms of CPU per streamed call on one client, 2.7 ms on 32). A call takes
-    the least busy client, and a new one is made once every client has ``shard_calls``.
+    client per loop. Both SDKs can send through aiohttp instead of httpx (their
+    ``DefaultAioHttpClient``, the ``[aiohttp]`` extra): measured with 1,000 streamed
+    calls in flight, 1.8 ms of CPU per call instead of 3.7 ms. On httpx, whose
+    connection pool walks every connection it holds on each request and release, calls
+    are spread over several clients of at most ``HTTPX_SHARD_CALLS`` calls each (2.7 ms).
     Used from the loop's own thread only, so it needs no lock.
     """
 
-    def __init__(self, make: Callable[[CallSettings], C], shard_calls: int = 32) -> None:
+    HTTPX_SHARD_CALLS = 32
+
+    def __init__(self, make: Callable[[CallSettings, bool], C]) -> None:
         self._make = make
-        self._shard_calls = shard_calls
+        self._aiohttp = importlib.util.find_spec("aiohttp") is not None
+        self._shard_calls = 1 << 30 if self._aiohttp else self.HTTPX_SHARD_CALLS
         self._by_loop: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[tuple[str, str], list[_Shard[C]]]
         ] = weakref.WeakKeyDictionary()
@@ -310,7 +328,7 @@ class AsyncClientPool[C]:
         )
         shard = min(shards, key=lambda s: s.calls, default=None)
         if shard is None or shard.calls >= self._shard_calls:
-            shard = _Shard(self._make(settings))
+            shard = _Shard(self._make(settings, self._aiohttp))
             shards.append(shard)
         shard.calls += 1
         try:

@@ -29,6 +29,7 @@ from agentmaestro.agents.providers._common import (
     parse_arguments,
     resolve_config,
     status_error,
+    timed_out,
 )
 from agentmaestro.agents.providers.base import (
     DeltaSink,
@@ -58,11 +59,14 @@ def _make_client(settings: CallSettings) -> anthropic.Anthropic:
     return anthropic.Anthropic(api_key=settings.api_key, base_url=settings.base_url, max_retries=0)
 
 
-def _make_async_client(settings: CallSettings) -> anthropic.AsyncAnthropic:
+def _make_async_client(settings: CallSettings, aiohttp: bool) -> anthropic.AsyncAnthropic:
     import anthropic
 
     return anthropic.AsyncAnthropic(
-        api_key=settings.api_key, base_url=settings.base_url, max_retries=0
+        api_key=settings.api_key,
+        base_url=settings.base_url,
+        max_retries=0,
+        http_client=anthropic.DefaultAioHttpClient() if aiohttp else None,
     )
 
 
@@ -150,7 +154,7 @@ def _sdk_errors_mapped() -> Iterator[None]:
         ) from error
     except (anthropic.APITimeoutError, httpx2.TimeoutException) as error:
         # The SDK wraps timeouts before the response; mid-stream ones arrive raw.
-        raise connection_error(PROVIDER, error, timeout=True) from error
+        raise connection_error(PROVIDER, error, timeout=timed_out(error)) from error
     except (anthropic.APIConnectionError, httpx2.TransportError) as error:
         raise connection_error(PROVIDER, error, timeout=False) from error
     except anthropic.APIResponseValidationError as error:

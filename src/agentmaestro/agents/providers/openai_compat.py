@@ -31,6 +31,7 @@ from agentmaestro.agents.providers._common import (
     parse_arguments,
     resolve_config,
     status_error,
+    timed_out,
 )
 from agentmaestro.agents.providers.base import (
     DeltaSink,
@@ -56,10 +57,15 @@ def _make_client(settings: CallSettings) -> openai.OpenAI:
     return openai.OpenAI(api_key=settings.api_key, base_url=settings.base_url, max_retries=0)
 
 
-def _make_async_client(settings: CallSettings) -> openai.AsyncOpenAI:
+def _make_async_client(settings: CallSettings, aiohttp: bool) -> openai.AsyncOpenAI:
     import openai
 
-    return openai.AsyncOpenAI(api_key=settings.api_key, base_url=settings.base_url, max_retries=0)
+    return openai.AsyncOpenAI(
+        api_key=settings.api_key,
+        base_url=settings.base_url,
+        max_retries=0,
+        http_client=openai.DefaultAioHttpClient() if aiohttp else None,
+    )
 
 
 _clients = ClientCache(_make_client)
@@ -155,7 +161,7 @@ def _sdk_errors_mapped() -> Iterator[None]:
             PROVIDER, error.status_code, error.response.headers, error.body, error.message
         ) from error
     except openai.APITimeoutError as error:
-        raise connection_error(PROVIDER, error, timeout=True) from error
+        raise connection_error(PROVIDER, error, timeout=timed_out(error)) from error
     except openai.APIConnectionError as error:
         raise connection_error(PROVIDER, error, timeout=False) from error
     except openai.APIResponseValidationError as error:
