@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 
 from agentmaestro.agents.providers import get_provider
 from agentmaestro.agents.providers.base import (
@@ -94,6 +94,10 @@ class ModelCallExecutor:
     @property
     def in_flight(self) -> int:
         return self._calls
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
 
     def submit(self, step_id: int, retries: int = 0, *, wait: bool = False) -> bool:
         """Take the model call of step ``step_id``; False if full (or stopping).
@@ -294,8 +298,11 @@ def enable(settings: ExecutorSettings) -> None:
     """Run model calls on an executor in this process (the worker command calls this
     when it consumes the activities queue). Started on first use, in the process that
     uses it: a prefork pool's children each get their own."""
-    global _settings
-    _settings = settings
+    global _settings, _current
+    with _current_lock:
+        _settings = settings
+        if _current is not None and not _current.accepting:
+            _current = None
 
 
 def current() -> ModelCallExecutor | None:
@@ -313,10 +320,18 @@ def current() -> ModelCallExecutor | None:
 
 
 def shutdown(timeout: float = 10.0) -> None:
-    """Stop this process's executor, if it started (worker shutdown)."""
-    global _current
-    with _current_lock:
-        executor, _current = _current, None
+    """Stop this process's executor, if it started (worker shutdown). It stays the
+    process's executor, refusing every call: they go to the broker, or run on the
+    Celery thread that brought them."""
+    executor = _current
     if executor is not None and executor.pid == os.getpid():
         executor.shutdown(timeout)
-    connection.close()
+
+
+def disable(timeout: float = 10.0) -> None:
+    """Stop the executor and send model calls through the broker again (tests)."""
+    global _settings, _current
+    shutdown(timeout)
+    with _current_lock:
+        _settings = None
+        _current = None

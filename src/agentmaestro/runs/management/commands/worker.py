@@ -57,7 +57,7 @@ class Command(BaseCommand):
         parser.add_argument("--hostname", default=None, help="Celery node name.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from celery.signals import worker_shutting_down
+        from celery.signals import worker_shutdown
 
         from agentmaestro.celery import app
         from agentmaestro.runs.dispatch import ACTIVITIES_QUEUE
@@ -73,9 +73,11 @@ class Command(BaseCommand):
                     engine_threads=options["engine_threads"],
                 )
             )
-            # On a warm stop, calls in flight may finish for a while; the rest give their
-            # leases back so the reconciler hands them on at once.
-            worker_shutting_down.connect(
+            # Whenever the worker stops (a signal, or Celery's "Unrecoverable error" when
+            # the broker goes away), after its pool: calls in flight may finish for a
+            # while, the rest give their leases back so the reconciler hands them on at
+            # once instead of when the leases run out.
+            worker_shutdown.connect(
                 lambda **_: executor.shutdown(), weak=False, dispatch_uid="am-executor"
             )
         argv = [
