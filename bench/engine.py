@@ -26,7 +26,8 @@ An *iteration* is one model call plus one tool call. Cases (bench/README.md):
   the peak of model calls in flight. A local asyncio server speaking the OpenAI
   chat-completions format if the ``openai`` provider exists, else the scripted provider
   with ``delay_ms: 1000``. Ticks on one worker, activities on another
-  (``--pool threads --concurrency 1000``).
+  (``--pool threads --concurrency 1000``; model calls as AGENTMAESTRO_MODEL_CALLS says,
+  by default ``async``: on its event loop). Also the workers' CPU per model call.
 
 The last line printed is ``RESULT {json}``.
 """
@@ -945,6 +946,9 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
     else:
         agent = scripted_agent(fx, 2, delay_ms=1000)
     results["concurrency_provider"] = "openai" if use_openai else "scripted(delay_ms=1000)"
+    # The activities worker's way of making model calls (`agentmaestro worker
+    # --model-calls`, from AGENTMAESTRO_MODEL_CALLS): "async" (the default) or "threads".
+    results["concurrency_model_calls"] = os.environ.get("AGENTMAESTRO_MODEL_CALLS", "async")
     concurrency = int(os.environ.get("BENCH_ACTIVITY_THREADS", "1000"))
     env = {"OPENAI_API_KEY": "bench-not-a-key"}
     if server:
@@ -961,6 +965,7 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
             ids = create_runs(agent, fx.user, n)
             if server:
                 server.reset()
+            cpu_before = [common.process_cpu_seconds(w.pid) for w in workers]
             # Capped, to keep the benchmark's length bounded: past the cap the figure is a
             # lower bound and the result says so (wall_timed_out_N, runs_completed_N).
             cap = CONCURRENCY_CAP_S
@@ -970,6 +975,10 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
             except RuntimeError as exc:
                 log(f"concurrency {n}: {exc} after {cap:.0f} s (cap)")
                 wall, timed_out = float(cap), True
+            ticks_cpu, activities_cpu = (
+                common.process_cpu_seconds(w.pid) - before
+                for w, before in zip(workers, cpu_before, strict=True)
+            )
             peak = server.peak if server else model_steps_peak(ids)
             with plain() as conn:
                 done = conn.execute(
@@ -982,9 +991,14 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
             results[f"wall_timed_out_{n}"] = timed_out
             results[f"runs_completed_{n}"] = done
             results[f"peak_model_calls_in_flight_{n}"] = peak
+            # Worker CPU per model call (3 per run): what decides how many calls one
+            # worker process keeps moving (docs/engine.md, "Model calls in a worker").
+            results[f"activities_cpu_ms_per_call_{n}"] = round(1000 * activities_cpu / (3 * n), 2)
+            results[f"ticks_cpu_ms_per_run_{n}"] = round(1000 * ticks_cpu / n, 2)
             log(
                 f"concurrency {n}: {'>= ' if timed_out else ''}{wall:.2f} s (ideal 3 s), "
-                f"{done}/{n} completed, peak in flight {peak}"
+                f"{done}/{n} completed, peak in flight {peak}, activities worker "
+                f"{1000 * activities_cpu / (3 * n):.1f} ms CPU per model call"
             )
             if timed_out:
                 break

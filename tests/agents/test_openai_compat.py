@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -12,7 +11,7 @@ from agentmaestro.agents.providers import get_provider
 from agentmaestro.agents.providers.base import Message, ModelRequest, ModelResponse, ToolSpec
 from agentmaestro.agents.providers.openai_compat import OpenAICompatProvider
 from agentmaestro.runs.engine.decide import RequestedToolCall
-from tests.agents.conftest import OPENAI_KEY, provider_config
+from tests.agents.conftest import OPENAI_KEY, provider_config, run_async
 from tests.agents.fake_wire import Answer, Call, FakeModelServer
 
 CONVERSATION = (
@@ -59,7 +58,7 @@ def complete(
     sink = deltas.append if deltas is not None else (lambda _: None)
     provider = OpenAICompatProvider(provider_config(server))
     if use_async:
-        return asyncio.run(provider.acomplete(request, sink))
+        return run_async(provider.acomplete(request, sink))
     return provider.complete(request, sink)
 
 

@@ -9,7 +9,6 @@ and every provider is asked both ways: ``complete`` (a Celery thread) and ``acom
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from agentmaestro.agents.providers.base import (
 )
 from agentmaestro.agents.providers.openai_compat import OpenAICompatProvider
 from agentmaestro.agents.providers.scripted import ScriptedProvider
-from tests.agents.conftest import provider_config
+from tests.agents.conftest import provider_config, run_async
 from tests.agents.fake_wire import Answer, Call, FakeModelServer, error_reply
 
 TEXT = "Hello, streaming world! Two  spaces and\na newline."
@@ -164,7 +163,7 @@ def ask(harness: Harness, settings: dict[str, Any]) -> tuple[ModelResponse, list
     if not harness.use_async:
         return provider.complete(request, deltas.append), deltas
     assert isinstance(provider, AsyncModelProvider)
-    return asyncio.run(provider.acomplete(request, deltas.append)), deltas
+    return run_async(provider.acomplete(request, deltas.append)), deltas
 
 
 def test_the_deltas_concatenate_to_the_text(harness: Harness) -> None:

@@ -7,7 +7,6 @@ the codes in docs/providers.md, and the SDK doing no retries of its own — thro
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import sys
@@ -21,7 +20,7 @@ from agentmaestro.agents.providers._common import retry_after_seconds
 from agentmaestro.agents.providers.anthropic_provider import AnthropicProvider
 from agentmaestro.agents.providers.base import Message, ModelRequest, ModelResponse, ProviderError
 from agentmaestro.agents.providers.openai_compat import OpenAICompatProvider
-from tests.agents.conftest import provider_config
+from tests.agents.conftest import provider_config, run_async
 from tests.agents.fake_wire import (
     Answer,
     Call,
@@ -67,7 +66,7 @@ def call(
         timeout_seconds=timeout,
     )
     if use_async:
-        return asyncio.run(provider.acomplete(request, lambda _: None))
+        return run_async(provider.acomplete(request, lambda _: None))
     return provider.complete(request, lambda _: None)
 
 

@@ -313,6 +313,7 @@ class AsyncClientPool[C]:
     HTTPX_SHARD_CALLS = 32
 
     def __init__(self, make: Callable[[CallSettings, bool], C]) -> None:
+        _ASYNC_POOLS.append(self)
         self._make = make
         self._aiohttp = importlib.util.find_spec("aiohttp") is not None
         self._shard_calls = 1 << 30 if self._aiohttp else self.HTTPX_SHARD_CALLS
@@ -335,3 +336,18 @@ class AsyncClientPool[C]:
             yield shard.client
         finally:
             shard.calls -= 1
+
+    async def aclose(self) -> None:
+        """Close the running loop's clients (before the loop itself closes)."""
+        shards = self._by_loop.pop(asyncio.get_running_loop(), {})
+        for shard in (s for group in shards.values() for s in group):
+            await shard.client.close()  # type: ignore[attr-defined]
+
+
+_ASYNC_POOLS: list[AsyncClientPool[Any]] = []
+
+
+async def close_async_clients() -> None:
+    """Close every async SDK client of the running event loop (its connections too)."""
+    for pool in _ASYNC_POOLS:
+        await pool.aclose()

@@ -38,6 +38,7 @@ from typing import Any
 from django.db import close_old_connections
 
 from agentmaestro.agents.providers import get_provider
+from agentmaestro.agents.providers._common import close_async_clients
 from agentmaestro.agents.providers.base import (
     AsyncModelProvider,
     ModelRequest,
@@ -227,6 +228,10 @@ class ModelCallExecutor:
             except Exception:  # the lease then simply runs out
                 logger.warning("could not release model call %s", step_id, exc_info=True)
         self._engine.shutdown(wait=True, cancel_futures=True)
+        try:
+            asyncio.run_coroutine_threadsafe(close_async_clients(), self._loop).result(5)
+        except Exception:  # closing is hygiene; the process is going away anyway
+            logger.debug("closing the SDK clients failed", exc_info=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
         self._blocking.shutdown(wait=False, cancel_futures=True)

@@ -57,7 +57,7 @@ class Command(BaseCommand):
         parser.add_argument("--hostname", default=None, help="Celery node name.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from celery.signals import worker_shutdown
+        from celery.signals import worker_process_shutdown, worker_shutdown
 
         from agentmaestro.celery import app
         from agentmaestro.runs.dispatch import ACTIVITIES_QUEUE
@@ -79,6 +79,10 @@ class Command(BaseCommand):
             # once instead of when the leases run out.
             worker_shutdown.connect(
                 lambda **_: executor.shutdown(), weak=False, dispatch_uid="am-executor"
+            )
+            # A prefork pool's children each run their own executor.
+            worker_process_shutdown.connect(
+                lambda **_: executor.shutdown(), weak=False, dispatch_uid="am-executor-child"
             )
         argv = [
             "worker",
