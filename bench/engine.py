@@ -172,7 +172,7 @@ def wait_for_workers(*names: str) -> None:
 
 
 def start_worker(
-    tmp: Path, name: str, queues: str, concurrency: int, **env: str
+    tmp: Path, name: str, queues: str, concurrency: int, pool: str = "threads", **env: str
 ) -> subprocess.Popen[bytes]:
     log_path = tmp / f"worker-{name}.log"
     with log_path.open("ab") as out:
@@ -185,7 +185,7 @@ def start_worker(
                 "--queues",
                 queues,
                 "--pool",
-                "threads",
+                pool,
                 "--concurrency",
                 str(concurrency),
                 "--hostname",
@@ -198,7 +198,10 @@ def start_worker(
             # releasing the connection around each activity's I/O does not reconnect.
             env={
                 **os.environ,
-                "AGENTMAESTRO_DB_POOL_SIZE": str(min(concurrency, 20)),
+                # (Not under prefork: Celery closes a child's pool after each task.)
+                "AGENTMAESTRO_DB_POOL_SIZE": "0"
+                if pool == "prefork"
+                else str(min(concurrency, 20)),
                 **env,
             },
             stdout=out,
@@ -955,7 +958,16 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
         env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{server.port}/v1"
     workers = [
         start_worker(tmp, "ticks", "ticks", 8, **env),
-        start_worker(tmp, "activities", "activities", concurrency, **env),
+        # BENCH_ACTIVITY_POOL=prefork with BENCH_ACTIVITY_THREADS=2: two processes, each
+        # with its own executor (a deployment that uses both cores for activities).
+        start_worker(
+            tmp,
+            "activities",
+            "activities",
+            concurrency,
+            pool=os.environ.get("BENCH_ACTIVITY_POOL", "threads"),
+            **env,
+        ),
     ]
     poller = Poller()
     try:
@@ -993,6 +1005,7 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
             results[f"peak_model_calls_in_flight_{n}"] = peak
             # Worker CPU per model call (3 per run): what decides how many calls one
             # worker process keeps moving (docs/engine.md, "Model calls in a worker").
+            # The worker's main process only: not its prefork children.
             results[f"activities_cpu_ms_per_call_{n}"] = round(1000 * activities_cpu / (3 * n), 2)
             results[f"ticks_cpu_ms_per_run_{n}"] = round(1000 * ticks_cpu / n, 2)
             log(

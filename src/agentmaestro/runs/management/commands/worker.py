@@ -67,6 +67,14 @@ class Command(BaseCommand):
         if options["model_calls"] == "async" and ACTIVITIES_QUEUE in queues:
             if options["max_model_calls"] < 1 or options["engine_threads"] < 1:
                 raise SystemExit("--max-model-calls and --engine-threads must be at least 1")
+            if options["pool"] == "prefork" and settings.CONFIG.db_pool_size:
+                # Celery's Django fixup closes a prefork child's connection pool after
+                # every task: under the executor's engine threads, mid-step.
+                raise SystemExit(
+                    "--pool prefork with --model-calls async needs AGENTMAESTRO_DB_POOL_SIZE=0 "
+                    "(Celery closes a prefork child's connection pool after each task); "
+                    "or use --pool threads"
+                )
             executor.enable(
                 executor.ExecutorSettings(
                     max_calls=options["max_model_calls"],
