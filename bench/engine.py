@@ -950,10 +950,11 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
         agent = scripted_agent(fx, 2, delay_ms=1000)
     results["concurrency_provider"] = "openai" if use_openai else "scripted(delay_ms=1000)"
     # The activities worker's way of making model calls (`agentmaestro worker
-    # --model-calls`, from AGENTMAESTRO_MODEL_CALLS): "async" (the default) or "threads".
-    results["concurrency_model_calls"] = os.environ.get("AGENTMAESTRO_MODEL_CALLS", "async")
+    # --model-calls`): AGENTMAESTRO_MODEL_CALLS, here "async" unless it says "threads".
+    model_calls = os.environ.get("AGENTMAESTRO_MODEL_CALLS", "async")
+    results["concurrency_model_calls"] = model_calls
     concurrency = int(os.environ.get("BENCH_ACTIVITY_THREADS", "1000"))
-    env = {"OPENAI_API_KEY": "bench-not-a-key"}
+    env = {"OPENAI_API_KEY": "bench-not-a-key", "AGENTMAESTRO_MODEL_CALLS": model_calls}
     if server:
         env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{server.port}/v1"
     workers = [

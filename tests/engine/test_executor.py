@@ -2,8 +2,8 @@
 
 The executor is enabled here as ``agentmaestro worker`` enables it; the broker is on
 ``memory://``, so every message the engine sends is visible to the test. Worker processes
-running it (the default) are covered by tests/engine/test_faults.py (SIGKILL) and
-tests/agents/test_providers_end_to_end.py (the OpenAI wire).
+running it (``--model-calls async``) are covered by tests/engine/test_faults.py
+(SIGKILL).
 """
 
 from __future__ import annotations

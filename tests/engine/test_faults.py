@@ -184,7 +184,7 @@ class Workers:
         self.broker = broker
         self.started: list[Worker] = []
         # How the workers make model calls (`agentmaestro worker --model-calls`).
-        self.model_calls = "async"
+        self.model_calls = "threads"
 
     @property
     def current(self) -> Worker:
