@@ -26,7 +26,8 @@ An *iteration* is one model call plus one tool call. Cases (bench/README.md):
   the peak of model calls in flight. A local asyncio server speaking the OpenAI
   chat-completions format if the ``openai`` provider exists, else the scripted provider
   with ``delay_ms: 1000``. Ticks on one worker, activities on another
-  (``--pool threads --concurrency 1000``).
+  (``--pool threads --concurrency 1000``; model calls as AGENTMAESTRO_MODEL_CALLS says,
+  by default ``async``: on its event loop). Also the workers' CPU per model call.
 
 The last line printed is ``RESULT {json}``.
 """
@@ -173,7 +174,7 @@ def wait_for_workers(*names: str) -> None:
 
 
 def start_worker(
-    tmp: Path, name: str, queues: str, concurrency: int, **env: str
+    tmp: Path, name: str, queues: str, concurrency: int, pool: str = "threads", **env: str
 ) -> subprocess.Popen[bytes]:
     log_path = tmp / f"worker-{name}.log"
     with log_path.open("ab") as out:
@@ -186,7 +187,7 @@ def start_worker(
                 "--queues",
                 queues,
                 "--pool",
-                "threads",
+                pool,
                 "--concurrency",
                 str(concurrency),
                 "--hostname",
@@ -199,7 +200,10 @@ def start_worker(
             # releasing the connection around each activity's I/O does not reconnect.
             env={
                 **os.environ,
-                "AGENTMAESTRO_DB_POOL_SIZE": str(min(concurrency, 20)),
+                # (Not under prefork: Celery closes a child's pool after each task.)
+                "AGENTMAESTRO_DB_POOL_SIZE": "0"
+                if pool == "prefork"
+                else str(min(concurrency, 20)),
                 **env,
             },
             stdout=out,
@@ -957,13 +961,26 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
     else:
         agent = scripted_agent(fx, 2, delay_ms=1000)
     results["concurrency_provider"] = "openai" if use_openai else "scripted(delay_ms=1000)"
+    # The activities worker's way of making model calls (`agentmaestro worker
+    # --model-calls`): AGENTMAESTRO_MODEL_CALLS, here "async" unless it says "threads".
+    model_calls = os.environ.get("AGENTMAESTRO_MODEL_CALLS", "async")
+    results["concurrency_model_calls"] = model_calls
     concurrency = int(os.environ.get("BENCH_ACTIVITY_THREADS", "1000"))
-    env = {"OPENAI_API_KEY": "bench-not-a-key"}
+    env = {"OPENAI_API_KEY": "bench-not-a-key", "AGENTMAESTRO_MODEL_CALLS": model_calls}
     if server:
         env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{server.port}/v1"
     workers = [
         start_worker(tmp, "ticks", "ticks", 8, **env),
-        start_worker(tmp, "activities", "activities", concurrency, **env),
+        # BENCH_ACTIVITY_POOL=prefork with BENCH_ACTIVITY_THREADS=2: two processes, each
+        # with its own executor (a deployment that uses both cores for activities).
+        start_worker(
+            tmp,
+            "activities",
+            "activities",
+            concurrency,
+            pool=os.environ.get("BENCH_ACTIVITY_POOL", "threads"),
+            **env,
+        ),
     ]
     poller = Poller()
     try:
@@ -973,6 +990,7 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
             ids = create_runs(agent, fx.user, n)
             if server:
                 server.reset()
+            cpu_before = [common.process_cpu_seconds(w.pid) for w in workers]
             # Capped, to keep the benchmark's length bounded: past the cap the figure is a
             # lower bound and the result says so (wall_timed_out_N, runs_completed_N).
             cap = CONCURRENCY_CAP_S
@@ -982,6 +1000,10 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
             except RuntimeError as exc:
                 log(f"concurrency {n}: {exc} after {cap:.0f} s (cap)")
                 wall, timed_out = float(cap), True
+            ticks_cpu, activities_cpu = (
+                common.process_cpu_seconds(w.pid) - before
+                for w, before in zip(workers, cpu_before, strict=True)
+            )
             peak = server.peak if server else model_steps_peak(ids)
             with plain() as conn:
                 done = conn.execute(
@@ -994,9 +1016,15 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
             results[f"wall_timed_out_{n}"] = timed_out
             results[f"runs_completed_{n}"] = done
             results[f"peak_model_calls_in_flight_{n}"] = peak
+            # Worker CPU per model call (3 per run): what decides how many calls one
+            # worker process keeps moving (docs/engine.md, "Model calls in a worker").
+            # The worker's main process only: not its prefork children.
+            results[f"activities_cpu_ms_per_call_{n}"] = round(1000 * activities_cpu / (3 * n), 2)
+            results[f"ticks_cpu_ms_per_run_{n}"] = round(1000 * ticks_cpu / n, 2)
             log(
                 f"concurrency {n}: {'>= ' if timed_out else ''}{wall:.2f} s (ideal 3 s), "
-                f"{done}/{n} completed, peak in flight {peak}"
+                f"{done}/{n} completed, peak in flight {peak}, activities worker "
+                f"{1000 * activities_cpu / (3 * n):.1f} ms CPU per model call"
             )
             if timed_out:
                 break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,21 @@ def test_the_overview_names_every_command_and_variable() -> None:
 
 def frame(seq: int, event_type: str, **payload: object) -> dict[str, object]:
     return {"type": "event", "seq": seq, "event_type": event_type, "payload": payload}
+
+
+def test_the_worker_help_says_how_model_calls_are_made_and_reads_the_environment() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agentmaestro.cli", "worker", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "AGENTMAESTRO_MAX_MODEL_CALLS": "77"},
+        check=True,
+    )
+    text = " ".join(result.stdout.split())
+    assert "--model-calls {async,threads}" in text
+    assert "[AGENTMAESTRO_MAX_MODEL_CALLS, 77]" in text
+    assert "[AGENTMAESTRO_ENGINE_THREADS, 4]" in text
 
 
 def test_the_printer_streams_model_text_and_shows_tools_and_the_answer() -> None:

@@ -95,6 +95,28 @@ class Config(BaseSettings):
         alias="AGENTMAESTRO_EAGER_SLICE_MS",
         description="eager continuation time slice per worker (0 = off)",
     )
+    # How a worker on the activities queue makes model calls (docs/engine.md): "async"
+    # (opt-in for now: see docs/engine.md, "Not yet"),
+    # coroutines on one event loop with the database work on a few engine threads, the
+    # run's follow-up calls handed over in-process; or "threads", one Celery task (and
+    # thread) per call. `agentmaestro worker --model-calls` overrides it.
+    model_calls: Literal["async", "threads"] = Field(
+        default="threads",
+        alias="AGENTMAESTRO_MODEL_CALLS",
+        description="how workers make model calls: async (event loop) or threads (Celery)",
+    )
+    max_model_calls: int = Field(
+        default=1000,
+        ge=1,
+        alias="AGENTMAESTRO_MAX_MODEL_CALLS",
+        description="model calls in flight per worker process (--model-calls async)",
+    )
+    engine_threads: int = Field(
+        default=4,
+        ge=1,
+        alias="AGENTMAESTRO_ENGINE_THREADS",
+        description="threads doing model calls' database work (--model-calls async)",
+    )
     # The Redis channel layer: "pubsub" (RedisPubSubChannelLayer, the default) or "core"
     # (the list-based RedisChannelLayer), selectable so bench/events.py can compare them.
     channel_layer: Literal["pubsub", "core"] = Field(

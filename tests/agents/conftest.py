@@ -10,11 +10,14 @@ never be sent to the fake server.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 import pytest
 
+from agentmaestro.agents.providers._common import close_async_clients
 from agentmaestro.celery import app
 from agentmaestro.config import Config
 from tests.agents.fake_wire import Dialect, FakeModelServer
@@ -30,6 +33,18 @@ os.environ["ANTHROPIC_API_KEY"] = ANTHROPIC_KEY
 os.environ.pop("OPENAI_BASE_URL", None)
 os.environ.pop("ANTHROPIC_BASE_URL", None)
 os.environ["AGENTMAESTRO_MODEL_BASE_URLS"] = E2E_OPENAI.base_url
+
+
+def run_async[T](call: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(call)``, closing the SDK clients it opened before the loop closes."""
+
+    async def and_close() -> T:
+        try:
+            return await call
+        finally:
+            await close_async_clients()
+
+    return asyncio.run(and_close())
 
 
 def provider_config(server: FakeModelServer, **overrides: object) -> Config:

@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -76,6 +76,9 @@ class FakeModelServer:
     dialect: Dialect
     replies: deque[Reply] = field(default_factory=deque)
     requests: list[Recorded] = field(default_factory=list)
+    # Once the scripted replies are used up: the reply to a request, from its body (for
+    # many runs at once, whose requests arrive in no fixed order).
+    respond: Callable[[dict[str, Any]], Reply] | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -106,7 +109,9 @@ class FakeModelServer:
         self._httpd.server_close()
 
     def script(self, *replies: Reply) -> None:
+        """Reply with these, in order, and nothing else (``respond`` is reset)."""
         with self._lock:
+            self.respond = None
             self.replies.clear()
             self.replies.extend(replies)
             self.requests.clear()
@@ -116,6 +121,8 @@ class FakeModelServer:
             self.requests.append(recorded)
             if self.replies:
                 return self.replies.popleft()
+            if self.respond is not None:
+                return self.respond(recorded.body)
         return error_reply(self.dialect, 500, "the fake server has no reply scripted")
 
 

@@ -11,7 +11,7 @@ from agentmaestro.agents.providers import get_provider
 from agentmaestro.agents.providers.base import Message, ModelRequest, ModelResponse, ToolSpec
 from agentmaestro.agents.providers.openai_compat import OpenAICompatProvider
 from agentmaestro.runs.engine.decide import RequestedToolCall
-from tests.agents.conftest import OPENAI_KEY, provider_config
+from tests.agents.conftest import OPENAI_KEY, provider_config, run_async
 from tests.agents.fake_wire import Answer, Call, FakeModelServer
 
 CONVERSATION = (
@@ -40,7 +40,11 @@ CALCULATOR = ToolSpec(
 
 
 def complete(
-    server: FakeModelServer, answer: Answer, deltas: list[str] | None = None, **settings: Any
+    server: FakeModelServer,
+    answer: Answer,
+    deltas: list[str] | None = None,
+    use_async: bool = False,
+    **settings: Any,
 ) -> ModelResponse:
     server.script(answer)
     request = ModelRequest(
@@ -52,17 +56,23 @@ def complete(
         timeout_seconds=30,
     )
     sink = deltas.append if deltas is not None else (lambda _: None)
-    return OpenAICompatProvider(provider_config(server)).complete(request, sink)
+    provider = OpenAICompatProvider(provider_config(server))
+    if use_async:
+        return run_async(provider.acomplete(request, sink))
+    return provider.complete(request, sink)
 
 
 def test_it_is_registered_as_openai() -> None:
     assert isinstance(get_provider("openai"), OpenAICompatProvider)
 
 
+@pytest.mark.parametrize("use_async", [False, True], ids=["complete", "acomplete"])
 def test_the_conversation_goes_out_in_chat_completions_shape(
-    openai_server: FakeModelServer,
+    openai_server: FakeModelServer, use_async: bool
 ) -> None:
-    complete(openai_server, Answer(text="5 and hi"), temperature=0.2, max_tokens=64)
+    complete(
+        openai_server, Answer(text="5 and hi"), use_async=use_async, temperature=0.2, max_tokens=64
+    )
     (sent,) = openai_server.requests
     assert sent.path == "/v1/chat/completions"
     assert sent.headers["authorization"] == f"Bearer {OPENAI_KEY}"
@@ -106,13 +116,28 @@ def test_the_conversation_goes_out_in_chat_completions_shape(
     ]
 
 
-def test_unset_options_are_not_sent(openai_server: FakeModelServer) -> None:
-    complete(openai_server, Answer(text="ok"), stream=False)
+@pytest.mark.parametrize("use_async", [False, True], ids=["complete", "acomplete"])
+def test_unset_options_are_not_sent(openai_server: FakeModelServer, use_async: bool) -> None:
+    complete(openai_server, Answer(text="ok"), use_async=use_async, stream=False)
     body = openai_server.requests[0].body
     assert "temperature" not in body
     assert "max_tokens" not in body
     assert "stream_options" not in body
     assert not body.get("stream")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_acomplete_sends_exactly_what_complete_sends(
+    openai_server: FakeModelServer, stream: bool
+) -> None:
+    """acomplete posts its body without the SDK's request transform (openai_compat.py)."""
+    complete(openai_server, Answer(text="ok"), stream=stream, temperature=0.5)
+    (sync,) = openai_server.requests
+    complete(openai_server, Answer(text="ok"), use_async=True, stream=stream, temperature=0.5)
+    (async_,) = openai_server.requests
+    assert (async_.path, async_.body) == (sync.path, sync.body)
+    for header in ("authorization", "content-type", "accept"):
+        assert async_.headers.get(header) == sync.headers.get(header), header
 
 
 def test_text_streams_as_deltas_in_order(openai_server: FakeModelServer) -> None:

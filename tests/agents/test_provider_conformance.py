@@ -2,7 +2,9 @@
 
 Each implementation gets a harness that arranges an outcome its own way (a script for
 ``scripted``, wire replies from a local fake server for the real ones) and the same
-assertions run against all of them. The real providers run twice, streaming and not.
+assertions run against all of them. The real providers run twice, streaming and not,
+and every provider is asked both ways: ``complete`` (a Celery thread) and ``acomplete``
+(the worker's model-call executor, on an event loop).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 from agentmaestro.agents.providers.anthropic_provider import AnthropicProvider
 from agentmaestro.agents.providers.base import (
+    AsyncModelProvider,
     Message,
     ModelProvider,
     ModelRequest,
@@ -25,7 +28,7 @@ from agentmaestro.agents.providers.base import (
 )
 from agentmaestro.agents.providers.openai_compat import OpenAICompatProvider
 from agentmaestro.agents.providers.scripted import ScriptedProvider
-from tests.agents.conftest import provider_config
+from tests.agents.conftest import provider_config, run_async
 from tests.agents.fake_wire import Answer, Call, FakeModelServer, error_reply
 
 TEXT = "Hello, streaming world! Two  spaces and\na newline."
@@ -44,6 +47,8 @@ TOOLS = (
 
 
 class Harness(Protocol):
+    use_async: bool
+
     def provider(self) -> ModelProvider: ...
 
     def text(self, text: str) -> dict[str, Any]: ...
@@ -57,6 +62,8 @@ class Harness(Protocol):
 
 @dataclass
 class ScriptedHarness:
+    use_async: bool = False
+
     def provider(self) -> ModelProvider:
         return ScriptedProvider()
 
@@ -79,6 +86,7 @@ class WireHarness:
     server: FakeModelServer
     stream: bool
     kind: type[OpenAICompatProvider] | type[AnthropicProvider]
+    use_async: bool = False
     ids: Iterator[int] = field(default_factory=lambda: iter(range(100)))
 
     def provider(self) -> ModelProvider:
@@ -120,21 +128,26 @@ class WireHarness:
 
 @pytest.fixture(
     params=[
-        "scripted",
-        "openai-stream",
-        "openai-json",
-        "anthropic-stream",
-        "anthropic-json",
+        f"{name}-{way}"
+        for name in (
+            "scripted",
+            "openai-stream",
+            "openai-json",
+            "anthropic-stream",
+            "anthropic-json",
+        )
+        for way in ("sync", "async")
     ]
 )
 def harness(request: pytest.FixtureRequest) -> Harness:
-    name: str = request.param
+    name, way = str(request.param).rsplit("-", 1)
+    use_async = way == "async"
     if name == "scripted":
-        return ScriptedHarness()
+        return ScriptedHarness(use_async)
     dialect, form = name.split("-")
     server: FakeModelServer = request.getfixturevalue(f"{dialect}_server")
     kind = OpenAICompatProvider if dialect == "openai" else AnthropicProvider
-    return WireHarness(server, form == "stream", kind)
+    return WireHarness(server, form == "stream", kind, use_async)
 
 
 def ask(harness: Harness, settings: dict[str, Any]) -> tuple[ModelResponse, list[str]]:
@@ -146,7 +159,11 @@ def ask(harness: Harness, settings: dict[str, Any]) -> tuple[ModelResponse, list
         settings=settings,
         timeout_seconds=30,
     )
-    return harness.provider().complete(request, deltas.append), deltas
+    provider = harness.provider()
+    if not harness.use_async:
+        return provider.complete(request, deltas.append), deltas
+    assert isinstance(provider, AsyncModelProvider)
+    return run_async(provider.acomplete(request, deltas.append)), deltas
 
 
 def test_the_deltas_concatenate_to_the_text(harness: Harness) -> None:

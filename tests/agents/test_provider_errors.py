@@ -1,13 +1,15 @@
 """How each real provider turns what goes wrong on the wire into a ProviderError.
 
 Transient errors (the Celery task retries them) versus permanent ones (the step fails),
-the codes in docs/providers.md, and the SDK doing no retries of its own.
+the codes in docs/providers.md, and the SDK doing no retries of its own — through
+``complete`` and ``acomplete`` alike.
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import sys
 import time
 from typing import Any
 
@@ -18,7 +20,7 @@ from agentmaestro.agents.providers._common import retry_after_seconds
 from agentmaestro.agents.providers.anthropic_provider import AnthropicProvider
 from agentmaestro.agents.providers.base import Message, ModelRequest, ModelResponse, ProviderError
 from agentmaestro.agents.providers.openai_compat import OpenAICompatProvider
-from tests.agents.conftest import provider_config
+from tests.agents.conftest import provider_config, run_async
 from tests.agents.fake_wire import (
     Answer,
     Call,
@@ -31,10 +33,15 @@ from tests.agents.fake_wire import (
 )
 from tests.live import free_port
 
+# Whether ``call`` goes through ``acomplete`` (the executor's way) instead of ``complete``.
+use_async = False
 
-@pytest.fixture(params=["openai", "anthropic"])
-def server(request: pytest.FixtureRequest) -> FakeModelServer:
-    server: FakeModelServer = request.getfixturevalue(f"{request.param}_server")
+
+@pytest.fixture(params=["openai-sync", "openai-async", "anthropic-sync", "anthropic-async"])
+def server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> FakeModelServer:
+    dialect, way = str(request.param).split("-")
+    monkeypatch.setattr(sys.modules[__name__], "use_async", way == "async")
+    server: FakeModelServer = request.getfixturevalue(f"{dialect}_server")
     return server
 
 
@@ -58,6 +65,8 @@ def call(
         settings={"stream": stream, **settings},
         timeout_seconds=timeout,
     )
+    if use_async:
+        return run_async(provider.acomplete(request, lambda _: None))
     return provider.complete(request, lambda _: None)
 
 

@@ -179,6 +179,8 @@ class Workers:
         self.tmp_path = tmp_path
         self.broker = broker
         self.started: list[Worker] = []
+        # How the workers make model calls (`agentmaestro worker --model-calls`).
+        self.model_calls = "threads"
 
     @property
     def current(self) -> Worker:
@@ -192,6 +194,7 @@ class Workers:
             AGENTMAESTRO_STALL_SECONDS=str(STALL_SECONDS),
             # Every other worker with eager continuation off: both paths get killed.
             AGENTMAESTRO_EAGER_SLICE_MS="100" if len(self.started) % 2 == 0 else "0",
+            AGENTMAESTRO_MODEL_CALLS=self.model_calls,
         )
         self.started.append(worker)
         return worker
@@ -351,11 +354,15 @@ def assert_completed_exactly_once(runs: list[AgentRun], logs: str) -> None:
 # The tests ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("model_calls", ["async", "threads"])
 def test_a_worker_killed_again_and_again_loses_and_duplicates_nothing(
-    personas: Personas, workers: Workers, stall_seconds: float
+    personas: Personas, workers: Workers, stall_seconds: float, model_calls: str
 ) -> None:
+    """``async``: killed with model calls in flight on its executor, handed over in-process
+    (runs/engine/executor.py); ``threads``: in Celery tasks."""
     rng = random.Random(7)
     runs = start_runs(personas, rng)
+    workers.model_calls = model_calls
     workers.start()
     for _ in range(4):
         # Kill it at a random moment once it is busy: in a tick, in a model or tool call.

@@ -9,13 +9,13 @@ from celery import Task, shared_task
 from django.db.models import F
 
 from agentmaestro.agents.providers.base import ProviderError
-from agentmaestro.runs.engine import activities
+from agentmaestro.runs.engine import activities, executor
 from agentmaestro.runs.engine.tick import drive
 from agentmaestro.runs.models import AgentRun
 
 logger = logging.getLogger(__name__)
 
-MODEL_MAX_RETRIES = 5
+MODEL_MAX_RETRIES = activities.MODEL_MAX_RETRIES
 
 
 @shared_task(name="runs.tick", ignore_result=True)
@@ -33,15 +33,23 @@ def run_tick(run_id: str) -> None:
 
 @shared_task(name="runs.model_call", bind=True, ignore_result=True, max_retries=MODEL_MAX_RETRIES)
 def model_call(self: Task, step_id: int) -> None:  # type: ignore[type-arg]
+    local = executor.current()
+    if local is not None and local.submit(step_id, self.request.retries, wait=True):
+        # This worker runs model calls on its event loop (runs/engine/executor.py); it
+        # waited for room there, so the broker keeps what the worker cannot take. The
+        # message is acknowledged once handed over: if the process dies, the reconciler
+        # finds the call unclaimed or its lease expired and sends it again. (Refused
+        # only while the worker shuts down: then the call runs here, as without it.)
+        return
     claim = activities.claim_model_call(step_id)
     if claim is None:
         return
     try:
         response = activities.run_model_call(step_id, claim)
     except ProviderError as error:
-        if error.transient and self.request.retries < MODEL_MAX_RETRIES:
+        countdown = activities.retry_delay(error, self.request.retries)
+        if countdown is not None:
             activities.release_model_call(step_id, claim)
-            countdown = error.retry_after or min(30.0, 0.5 * 2**self.request.retries)
             logger.info("model call %s: %s, retrying in %.1fs", step_id, error.code, countdown)
             raise self.retry(countdown=countdown) from error
         drive(claim.run_id, (activities.model_failure(step_id, claim, error),))

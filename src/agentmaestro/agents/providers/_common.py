@@ -7,12 +7,15 @@ here once.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import importlib.util
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -226,6 +229,20 @@ def connection_error(provider: str, error: Exception, *, timeout: bool) -> Provi
     )
 
 
+def timed_out(error: BaseException) -> bool:
+    """Whether an SDK timeout error really was one.
+
+    The SDKs' aiohttp transport maps every ``aiohttp.ClientConnectionError`` to a connect
+    *timeout*, a refused connection included; the cause chain still says which it was.
+    """
+    cause = error.__cause__ or error.__context__
+    while cause is not None:
+        if type(cause).__name__ == "ClientConnectorError" and not isinstance(cause, TimeoutError):
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
+
+
 def malformed(provider: str, detail: str) -> NoReturn:
     raise ProviderError(
         "malformed_response", f"{provider} sent a malformed response: {detail}", transient=False
@@ -273,3 +290,64 @@ class ClientCache[C]:
             if client is None:
                 client = self._clients[key] = self._make(settings)
             return client
+
+
+@dataclass
+class _Shard[C]:
+    client: C
+    calls: int = 0
+
+
+class AsyncClientPool[C]:
+    """Async SDK clients per (event loop, base URL, key), on aiohttp where installed.
+
+    An async client's connections belong to the event loop that opened them, hence one
+    client per loop. Both SDKs can send through aiohttp instead of httpx (their
+    ``DefaultAioHttpClient``, the ``[aiohttp]`` extra): measured with 1,000 streamed
+    calls in flight, 1.8 ms of CPU per call instead of 3.7 ms. On httpx, whose
+    connection pool walks every connection it holds on each request and release, calls
+    are spread over several clients of at most ``HTTPX_SHARD_CALLS`` calls each (2.7 ms).
+    Used from the loop's own thread only, so it needs no lock.
+    """
+
+    HTTPX_SHARD_CALLS = 32
+
+    def __init__(self, make: Callable[[CallSettings, bool], C]) -> None:
+        _ASYNC_POOLS.append(self)
+        self._make = make
+        self._aiohttp = importlib.util.find_spec("aiohttp") is not None
+        self._shard_calls = 1 << 30 if self._aiohttp else self.HTTPX_SHARD_CALLS
+        self._by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple[str, str], list[_Shard[C]]]
+        ] = weakref.WeakKeyDictionary()
+
+    @asynccontextmanager
+    async def client(self, settings: CallSettings) -> AsyncIterator[C]:
+        loop = asyncio.get_running_loop()
+        shards = self._by_loop.setdefault(loop, {}).setdefault(
+            (settings.base_url, settings.api_key), []
+        )
+        shard = min(shards, key=lambda s: s.calls, default=None)
+        if shard is None or shard.calls >= self._shard_calls:
+            shard = _Shard(self._make(settings, self._aiohttp))
+            shards.append(shard)
+        shard.calls += 1
+        try:
+            yield shard.client
+        finally:
+            shard.calls -= 1
+
+    async def aclose(self) -> None:
+        """Close the running loop's clients (before the loop itself closes)."""
+        shards = self._by_loop.pop(asyncio.get_running_loop(), {})
+        for shard in (s for group in shards.values() for s in group):
+            await shard.client.close()  # type: ignore[attr-defined]
+
+
+_ASYNC_POOLS: list[AsyncClientPool[Any]] = []
+
+
+async def close_async_clients() -> None:
+    """Close every async SDK client of the running event loop (its connections too)."""
+    for pool in _ASYNC_POOLS:
+        await pool.aclose()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentmaestro.agents.providers._common import (
+    AsyncClientPool,
     CallSettings,
     ClientCache,
     Deadline,
@@ -28,6 +29,7 @@ from agentmaestro.agents.providers._common import (
     parse_arguments,
     resolve_config,
     status_error,
+    timed_out,
 )
 from agentmaestro.agents.providers.base import (
     DeltaSink,
@@ -57,7 +59,19 @@ def _make_client(settings: CallSettings) -> anthropic.Anthropic:
     return anthropic.Anthropic(api_key=settings.api_key, base_url=settings.base_url, max_retries=0)
 
 
+def _make_async_client(settings: CallSettings, aiohttp: bool) -> anthropic.AsyncAnthropic:
+    import anthropic
+
+    return anthropic.AsyncAnthropic(
+        api_key=settings.api_key,
+        base_url=settings.base_url,
+        max_retries=0,
+        http_client=anthropic.DefaultAioHttpClient() if aiohttp else None,
+    )
+
+
 _clients = ClientCache(_make_client)
+_async_clients = AsyncClientPool(_make_async_client)
 
 
 class AnthropicProvider:
@@ -65,6 +79,44 @@ class AnthropicProvider:
         self._config = resolve_config(config)
 
     def complete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse:
+        settings, params = self._prepare(request)
+        client = _clients.get(settings)  # first call: imports the SDK, not on the clock
+        deadline = Deadline(settings.timeout)
+        with _sdk_errors_mapped():
+            if not settings.stream:
+                message = client.messages.create(**params, timeout=settings.timeout)
+                with bad_data_is_malformed(PROVIDER):
+                    return _read_message(message, on_delta)
+            stream = client.messages.create(**params, stream=True, timeout=settings.timeout)
+            with stream, bad_data_is_malformed(PROVIDER):
+                reader = _StreamReader(on_delta)
+                for event in stream:
+                    deadline.check()
+                    reader.feed(event)
+                return reader.finish()
+
+    async def acomplete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse:
+        """``complete`` on the SDK's async client: the same request, errors and result."""
+        settings, params = self._prepare(request)
+        deadline = Deadline(settings.timeout)
+        async with _async_clients.client(settings) as client:
+            with _sdk_errors_mapped():
+                if not settings.stream:
+                    message = await client.messages.create(**params, timeout=settings.timeout)
+                    with bad_data_is_malformed(PROVIDER):
+                        return _read_message(message, on_delta)
+                stream = await client.messages.create(
+                    **params, stream=True, timeout=settings.timeout
+                )
+                async with stream:
+                    with bad_data_is_malformed(PROVIDER):
+                        reader = _StreamReader(on_delta)
+                        async for event in stream:
+                            deadline.check()
+                            reader.feed(event)
+                        return reader.finish()
+
+    def _prepare(self, request: ModelRequest) -> tuple[CallSettings, dict[str, Any]]:
         key = self._config.anthropic_api_key
         settings = call_settings(
             request,
@@ -86,16 +138,7 @@ class AnthropicProvider:
         if settings.temperature is not None:
             # No longer a parameter of this SDK's create(); servers that take it still do.
             params["extra_body"] = {"temperature": settings.temperature}
-        client = _clients.get(settings)  # first call: imports the SDK, not on the clock
-        deadline = Deadline(settings.timeout)
-        with _sdk_errors_mapped():
-            if not settings.stream:
-                message = client.messages.create(**params, timeout=settings.timeout)
-                with bad_data_is_malformed(PROVIDER):
-                    return _read_message(message, on_delta)
-            stream = client.messages.create(**params, stream=True, timeout=settings.timeout)
-            with stream, bad_data_is_malformed(PROVIDER):
-                return _read_stream(stream, on_delta, deadline)
+        return settings, params
 
 
 @contextmanager
@@ -111,7 +154,7 @@ def _sdk_errors_mapped() -> Iterator[None]:
         ) from error
     except (anthropic.APITimeoutError, httpx2.TimeoutException) as error:
         # The SDK wraps timeouts before the response; mid-stream ones arrive raw.
-        raise connection_error(PROVIDER, error, timeout=True) from error
+        raise connection_error(PROVIDER, error, timeout=timed_out(error)) from error
     except (anthropic.APIConnectionError, httpx2.TransportError) as error:
         raise connection_error(PROVIDER, error, timeout=False) from error
     except anthropic.APIResponseValidationError as error:
@@ -180,36 +223,40 @@ class _Block:
     parts: list[str] = field(default_factory=list)
 
 
-def _read_stream(
-    events: Iterable[RawMessageStreamEvent], on_delta: DeltaSink, deadline: Deadline
-) -> ModelResponse:
-    from anthropic.types import (
-        InputJSONDelta,
-        RawContentBlockDeltaEvent,
-        RawContentBlockStartEvent,
-        RawMessageDeltaEvent,
-        RawMessageStartEvent,
-        RawMessageStopEvent,
-        TextBlock,
-        TextDelta,
-        ToolUseBlock,
-    )
+class _StreamReader:
+    """Assembles a streamed turn event by event (the sync and async loops share it)."""
 
-    blocks: dict[int, _Block] = {}
-    input_tokens = output_tokens = 0
-    stopped = False
-    for event in events:
-        deadline.check()
+    def __init__(self, on_delta: DeltaSink) -> None:
+        self._on_delta = on_delta
+        self._blocks: dict[int, _Block] = {}
+        self._input_tokens = 0
+        self._output_tokens = 0
+        self._stopped = False
+
+    def feed(self, event: RawMessageStreamEvent) -> None:
+        from anthropic.types import (
+            InputJSONDelta,
+            RawContentBlockDeltaEvent,
+            RawContentBlockStartEvent,
+            RawMessageDeltaEvent,
+            RawMessageStartEvent,
+            RawMessageStopEvent,
+            TextBlock,
+            TextDelta,
+            ToolUseBlock,
+        )
+
+        blocks = self._blocks
         # Event and block types this provider does not use (thinking, citations, ping,
         # future ones) are skipped, not refused.
         if isinstance(event, RawMessageStartEvent):
             usage = event.message.usage
-            input_tokens = _input_tokens(
+            self._input_tokens = _input_tokens(
                 usage.input_tokens,
                 usage.cache_creation_input_tokens,
                 usage.cache_read_input_tokens,
             )
-            output_tokens = usage.output_tokens or 0
+            self._output_tokens = usage.output_tokens or 0
         elif isinstance(event, RawContentBlockStartEvent):
             start = event.content_block
             if isinstance(start, ToolUseBlock):
@@ -220,37 +267,43 @@ def _read_stream(
             delta = event.delta
             block = blocks.get(event.index)
             if block is None:
-                continue
+                return
             if isinstance(delta, TextDelta):
                 block.parts.append(delta.text)
                 if delta.text:
-                    on_delta(delta.text)
+                    self._on_delta(delta.text)
             elif isinstance(delta, InputJSONDelta):
                 block.parts.append(delta.partial_json)
         elif isinstance(event, RawMessageDeltaEvent):
             final = event.usage
-            output_tokens = final.output_tokens
+            self._output_tokens = final.output_tokens
             if final.input_tokens is not None:
-                input_tokens = _input_tokens(
+                self._input_tokens = _input_tokens(
                     final.input_tokens,
                     final.cache_creation_input_tokens,
                     final.cache_read_input_tokens,
                 )
         elif isinstance(event, RawMessageStopEvent):
-            stopped = True
-    if not stopped:
-        raise ProviderError(
-            "provider_connection",
-            f"The {PROVIDER} stream ended before the model finished its turn.",
-            transient=True,
+            self._stopped = True
+
+    def finish(self) -> ModelResponse:
+        if not self._stopped:
+            raise ProviderError(
+                "provider_connection",
+                f"The {PROVIDER} stream ended before the model finished its turn.",
+                transient=True,
+            )
+        ordered = [self._blocks[i] for i in sorted(self._blocks)]
+        text = "".join("".join(b.parts) for b in ordered if b.kind == "text")
+        calls = tuple(
+            _requested_call(i, b.id, b.name, parse_arguments(PROVIDER, b.name, "".join(b.parts)))
+            for i, b in enumerate(b for b in ordered if b.kind == "tool_use")
         )
-    ordered = [blocks[i] for i in sorted(blocks)]
-    text = "".join("".join(b.parts) for b in ordered if b.kind == "text")
-    calls = tuple(
-        _requested_call(i, b.id, b.name, parse_arguments(PROVIDER, b.name, "".join(b.parts)))
-        for i, b in enumerate(b for b in ordered if b.kind == "tool_use")
-    )
-    return ModelResponse(text=text, tool_calls=calls, usage=Usage(input_tokens, output_tokens))
+        return ModelResponse(
+            text=text,
+            tool_calls=calls,
+            usage=Usage(self._input_tokens, self._output_tokens),
+        )
 
 
 def _read_message(message: object, on_delta: DeltaSink) -> ModelResponse:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from agentmaestro.runs.engine.decide import RequestedToolCall
 
@@ -73,3 +73,12 @@ DeltaSink = Callable[[str], None]
 
 class ModelProvider(Protocol):
     def complete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse: ...
+
+
+@runtime_checkable
+class AsyncModelProvider(Protocol):
+    """A provider that can also make its call as a coroutine (the worker's model-call
+    executor keeps hundreds in flight on one event loop). Same request, errors, deltas
+    and result as ``complete``; a provider without it runs ``complete`` on a thread."""
+
+    async def acomplete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse: ...

@@ -7,18 +7,20 @@ comes from ``OPENAI_API_KEY`` (see config.py and docs/providers.md).
 Settings checks, status mapping and Retry-After parsing are shared with the Anthropic
 provider (_common.py).
 The SDK never retries (``max_retries=0``): a transient ProviderError goes back to the
-Celery task, which retries with backoff and frees the worker slot in between.
+activity (the Celery task, or the worker's model-call executor), which releases the call
+and retries with backoff. ``acomplete`` is the same call on the SDK's async client.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agentmaestro.agents.providers._common import (
+    AsyncClientPool,
     CallSettings,
     ClientCache,
     Deadline,
@@ -29,6 +31,7 @@ from agentmaestro.agents.providers._common import (
     parse_arguments,
     resolve_config,
     status_error,
+    timed_out,
 )
 from agentmaestro.agents.providers.base import (
     DeltaSink,
@@ -46,7 +49,6 @@ if TYPE_CHECKING:
     # The SDKs take seconds to import; every web and worker process imports this package,
     # so they are imported on the first call instead.
     import openai
-    from openai.types.chat import ChatCompletionChunk
 
 
 def _make_client(settings: CallSettings) -> openai.OpenAI:
@@ -55,7 +57,19 @@ def _make_client(settings: CallSettings) -> openai.OpenAI:
     return openai.OpenAI(api_key=settings.api_key, base_url=settings.base_url, max_retries=0)
 
 
+def _make_async_client(settings: CallSettings, aiohttp: bool) -> openai.AsyncOpenAI:
+    import openai
+
+    return openai.AsyncOpenAI(
+        api_key=settings.api_key,
+        base_url=settings.base_url,
+        max_retries=0,
+        http_client=openai.DefaultAioHttpClient() if aiohttp else None,
+    )
+
+
 _clients = ClientCache(_make_client)
+_async_clients = AsyncClientPool(_make_async_client)
 
 
 PROVIDER = "openai"
@@ -67,6 +81,48 @@ class OpenAICompatProvider:
         self._config = resolve_config(config)
 
     def complete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse:
+        settings, params = self._prepare(request)
+        client = _clients.get(settings)  # first call: imports the SDK, not on the clock
+        deadline = Deadline(settings.timeout)
+        with _sdk_errors_mapped():
+            if not settings.stream:
+                completion = client.chat.completions.create(**params, timeout=settings.timeout)
+                with bad_data_is_malformed(PROVIDER):
+                    return _read_completion(completion, on_delta, request.turn)
+            stream = client.chat.completions.create(
+                **params,
+                stream=True,
+                stream_options={"include_usage": True},
+                timeout=settings.timeout,
+            )
+            with stream, bad_data_is_malformed(PROVIDER):
+                reader = _StreamReader(on_delta, request.turn)
+                for chunk in stream:
+                    deadline.check()
+                    reader.feed(chunk)
+                return reader.finish()
+
+    async def acomplete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse:
+        """``complete`` on the SDK's async client: the same request, errors and result."""
+        settings, params = self._prepare(request)
+        deadline = Deadline(settings.timeout)
+        async with _async_clients.client(settings) as client:
+            with _sdk_errors_mapped():
+                if not settings.stream:
+                    completion = await _post_chat(client, params, settings.timeout, False)
+                    with bad_data_is_malformed(PROVIDER):
+                        return _read_completion(completion, on_delta, request.turn)
+                params = {**params, "stream": True, "stream_options": {"include_usage": True}}
+                stream = await _post_chat(client, params, settings.timeout, True)
+                async with stream:
+                    with bad_data_is_malformed(PROVIDER):
+                        reader = _StreamReader(on_delta, request.turn)
+                        async for chunk in stream:
+                            deadline.check()
+                            reader.feed(chunk)
+                        return reader.finish()
+
+    def _prepare(self, request: ModelRequest) -> tuple[CallSettings, dict[str, Any]]:
         key = self._config.openai_api_key
         settings = call_settings(
             request,
@@ -85,21 +141,33 @@ class OpenAICompatProvider:
             params["temperature"] = settings.temperature
         if settings.max_tokens is not None:
             params["max_tokens"] = settings.max_tokens
-        client = _clients.get(settings)  # first call: imports the SDK, not on the clock
-        deadline = Deadline(settings.timeout)
-        with _sdk_errors_mapped():
-            if not settings.stream:
-                completion = client.chat.completions.create(**params, timeout=settings.timeout)
-                with bad_data_is_malformed(PROVIDER):
-                    return _read_completion(completion, on_delta, request.turn)
-            stream = client.chat.completions.create(
-                **params,
-                stream=True,
-                stream_options={"include_usage": True},
-                timeout=settings.timeout,
-            )
-            with stream, bad_data_is_malformed(PROVIDER):
-                return _read_stream(stream, on_delta, deadline, request.turn)
+        return settings, params
+
+
+async def _post_chat(
+    client: openai.AsyncOpenAI, body: dict[str, Any], seconds: float, stream: bool
+) -> Any:
+    """``client.chat.completions.create(**body)``, minus its request transform.
+
+    ``create`` first walks the body against the SDK's TypedDict annotations to rename
+    and reformat fields; ours are plain JSON it leaves as they are, and the walk cost a
+    quarter of each call's SDK time in the activities worker (py-spy, bench/engine.py's
+    concurrency case). So the body is posted as ``create`` posts it: the same path,
+    auth, timeout, response types and stream class (tests/agents check the request is
+    the same as the sync client's).
+    """
+    from openai import AsyncStream
+    from openai._base_client import make_request_options
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    return await client.post(
+        "/chat/completions",
+        body=body,
+        options=make_request_options(timeout=seconds, security={"bearer_auth": True}),
+        cast_to=ChatCompletion,
+        stream=stream,
+        stream_cls=AsyncStream[ChatCompletionChunk],
+    )
 
 
 @contextmanager
@@ -113,7 +181,7 @@ def _sdk_errors_mapped() -> Iterator[None]:
             PROVIDER, error.status_code, error.response.headers, error.body, error.message
         ) from error
     except openai.APITimeoutError as error:
-        raise connection_error(PROVIDER, error, timeout=True) from error
+        raise connection_error(PROVIDER, error, timeout=timed_out(error)) from error
     except openai.APIConnectionError as error:
         raise connection_error(PROVIDER, error, timeout=False) from error
     except openai.APIResponseValidationError as error:
@@ -165,29 +233,33 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
 
-def _read_stream(
-    chunks: Iterable[ChatCompletionChunk], on_delta: DeltaSink, deadline: Deadline, turn: int
-) -> ModelResponse:
-    from openai.types.chat import ChatCompletionChunk
+class _StreamReader:
+    """Assembles a streamed turn chunk by chunk (the sync and async loops share it)."""
 
-    text: list[str] = []
-    calls: dict[int, _PartialCall] = {}
-    usage = Usage()
-    finished = False
-    for chunk in chunks:
-        deadline.check()
+    def __init__(self, on_delta: DeltaSink, turn: int) -> None:
+        self._on_delta = on_delta
+        self._turn = turn
+        self._text: list[str] = []
+        self._calls: dict[int, _PartialCall] = {}
+        self._usage = Usage()
+        self._finished = False
+
+    def feed(self, chunk: object) -> None:
+        from openai.types.chat import ChatCompletionChunk
+
         if not isinstance(chunk, ChatCompletionChunk):
             malformed(PROVIDER, "a stream chunk is not a JSON object")
         if chunk.usage is not None:
-            usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+            self._usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
         for choice in chunk.choices:
             if choice.index != 0:
                 continue
             delta = choice.delta
             if delta.content:
-                text.append(delta.content)
-                on_delta(delta.content)
+                self._text.append(delta.content)
+                self._on_delta(delta.content)
             for part in delta.tool_calls or ():
+                calls = self._calls
                 partial = calls.setdefault(
                     part.index if part.index is not None else len(calls), _PartialCall()
                 )
@@ -196,21 +268,24 @@ def _read_stream(
                     partial.name = partial.name or (part.function.name or "")
                     partial.arguments.append(part.function.arguments or "")
             if choice.finish_reason is not None:
-                finished = True
-    if not finished:
-        raise ProviderError(
-            "provider_connection",
-            f"The {PROVIDER} stream ended before the model finished its turn.",
-            transient=True,
+                self._finished = True
+
+    def finish(self) -> ModelResponse:
+        if not self._finished:
+            raise ProviderError(
+                "provider_connection",
+                f"The {PROVIDER} stream ended before the model finished its turn.",
+                transient=True,
+            )
+        calls = self._calls
+        return ModelResponse(
+            text="".join(self._text),
+            tool_calls=tuple(
+                _requested_call(self._turn, i, p.id, p.name, "".join(p.arguments))
+                for i, p in enumerate(calls[k] for k in sorted(calls))
+            ),
+            usage=self._usage,
         )
-    return ModelResponse(
-        text="".join(text),
-        tool_calls=tuple(
-            _requested_call(turn, i, p.id, p.name, "".join(p.arguments))
-            for i, p in enumerate(calls[k] for k in sorted(calls))
-        ),
-        usage=usage,
-    )
 
 
 def _read_completion(completion: object, on_delta: DeltaSink, turn: int) -> ModelResponse:

@@ -9,6 +9,7 @@ results, or the input.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -37,15 +38,31 @@ class ScriptedProvider:
         return not settings.get("delay_ms") and not any(t.get("delay_ms") for t in turns)
 
     def complete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse:
+        turn, delay = self._turn(request)
+        if delay:
+            time.sleep(delay)
+        return self._answer(request, turn, on_delta)
+
+    async def acomplete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse:
+        turn, delay = self._turn(request)
+        if delay:
+            await asyncio.sleep(delay)
+        return self._answer(request, turn, on_delta)
+
+    @staticmethod
+    def _turn(request: ModelRequest) -> tuple[dict[str, Any], float]:
+        """This call's script turn and its delay in seconds."""
         script: list[dict[str, Any]] = request.settings.get("script") or []
         turn: dict[str, Any] = script[request.turn] if request.turn < len(script) else {}
         if not isinstance(turn, dict):
             raise ProviderError(
                 "invalid_script", "Each script turn must be an object.", transient=False
             )
-        delay = float(turn.get("delay_ms", request.settings.get("delay_ms", 0))) / 1000
-        if delay:
-            time.sleep(delay)
+        return turn, float(turn.get("delay_ms", request.settings.get("delay_ms", 0))) / 1000
+
+    def _answer(
+        self, request: ModelRequest, turn: dict[str, Any], on_delta: DeltaSink
+    ) -> ModelResponse:
         text = turn.get("text")
         if text is None:
             text = self._default_answer(request) if not turn.get("tool_calls") else ""

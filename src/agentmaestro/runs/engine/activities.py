@@ -181,6 +181,18 @@ def delta_message(
     return run_group(run_id), message
 
 
+# Transient failures (429, 5xx, timeouts) are retried this many times, after
+# retry_delay() seconds each: the provider's Retry-After, else 0.5 s, 1 s, 2 s … 30 s.
+MODEL_MAX_RETRIES = 5
+
+
+def retry_delay(error: ProviderError, retries: int) -> float | None:
+    """Seconds to wait before retry number ``retries + 1``, or None: fail the step."""
+    if not error.transient or retries >= MODEL_MAX_RETRIES:
+        return None
+    return error.retry_after or min(30.0, 0.5 * 2**retries)
+
+
 def answer_inline(activity: Activity, plan: Plan) -> ModelResult:
     """Answer a model call claimed for inline execution, inside the caller's step.
 
