@@ -29,7 +29,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from agentmaestro.agents.providers.base import (
 from agentmaestro.runs.engine import activities
 from agentmaestro.runs.engine.activities import Claim
 from agentmaestro.runs.engine.plan import ActivityResult
-from agentmaestro.runs.events.broadcast import Message, broadcaster
+from agentmaestro.runs.events.broadcast import broadcaster
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +83,6 @@ class ModelCallExecutor:
         self._blocking = ThreadPoolExecutor(
             settings.max_calls, thread_name_prefix="agentmaestro-model-sync"
         )
-        self._deltas = _DeltaSender()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="agentmaestro-model-calls", daemon=True
         )
@@ -180,10 +178,15 @@ class ModelCallExecutor:
     async def _complete(
         self, step_id: int, claim: Claim, provider_name: str, request: ModelRequest
     ) -> ModelResponse:
-        deltas = self._deltas
-
         def on_delta(text: str) -> None:
-            deltas.send(*activities.delta_message(claim.run_id, step_id, claim.step_index, text))
+            # Only queued here: the broadcaster's publishing thread sends it, in order,
+            # so the loop never waits on Redis (events/broadcast.py).
+            try:
+                broadcaster.publish(
+                    [activities.delta_message(claim.run_id, step_id, claim.step_index, text)]
+                )
+            except Exception:  # deltas are ephemeral: never fail a call
+                logger.warning("publishing a delta failed", exc_info=True)
 
         provider = get_provider(provider_name)
         try:
@@ -260,35 +263,6 @@ def _record(claim: Claim, outcome: ActivityResult) -> None:
     from agentmaestro.runs.engine.tick import drive
 
     drive(claim.run_id, (outcome,))
-
-
-class _DeltaSender:
-    """Token deltas leave the loop at once and are published from one thread, in order,
-    in batches: a publish is a blocking Redis round trip, never made on the loop."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: deque[tuple[str, Message]] = deque()
-        self._scheduled = False
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="agentmaestro-deltas")
-
-    def send(self, group: str, message: Message) -> None:
-        with self._lock:
-            self._pending.append((group, message))
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self._pool.submit(self._drain)
-
-    def _drain(self) -> None:
-        with self._lock:
-            batch = list(self._pending)
-            self._pending.clear()
-            self._scheduled = False
-        try:
-            broadcaster.publish(batch)
-        except Exception:  # deltas are ephemeral: never fail a call
-            logger.warning("publishing %d deltas failed", len(batch), exc_info=True)
 
 
 # --- the process's executor --------------------------------------------------------------
