@@ -18,9 +18,10 @@ An *iteration* is one model call plus one tool call. Cases (bench/README.md):
     processes x 10 threads), with no Django or Celery between statements.
   SQL statements, round trips, commits, reconnects and Celery messages per iteration come
   from that in-process capture (bench/README.md: how to count the distributed setup's).
-* bytes: relation bytes written per iteration (growth of ``pg_total_relation_size`` of
-  every table involved: heap, TOAST and indexes), ours vs LangGraph's checkpoint tables,
-  for runs of 5, 10 and 20 iterations, and LangGraph's channel blobs before compression.
+* bytes: relation bytes written per iteration (growth of the data pages of every table
+  involved: heap, TOAST and indexes; not the free space and visibility maps), ours vs
+  LangGraph's checkpoint tables, for runs of 5, 10 and 20 iterations, and LangGraph's
+  channel blobs before compression.
 * concurrency: 200 and 1,000 concurrent runs of 3 model calls (2 tool turns, then the
   answer) against a model that takes 1 s per call; wall time against the ideal (3 s) and
   the peak of model calls in flight. A local asyncio server speaking the OpenAI
@@ -86,7 +87,7 @@ class Plan:
     concurrency: tuple[int, ...]
 
 
-FULL = Plan(rounds=3, single_runs=2, batches=1, bytes_runs=10, concurrency=(200, 1000))
+FULL = Plan(rounds=3, single_runs=2, batches=1, bytes_runs=30, concurrency=(200, 1000))
 QUICK = Plan(rounds=2, single_runs=2, batches=1, bytes_runs=6, concurrency=(200,))
 
 
@@ -629,10 +630,17 @@ def floor_side(procs: ProcessPoolExecutor, template: dict[str, Any], run_ids: li
 
 
 def relation_bytes(url: str, tables: Sequence[str]) -> int:
+    """Data pages of ``tables``: each one's heap, its TOAST table and TOAST index, and its
+    indexes (main forks only). The free space and visibility maps are left out: vacuum
+    creates them at moments of its own choosing (24 KB at once), which is noise here, not
+    bytes a run wrote."""
     with plain(url=url) as conn:
         row = conn.execute(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
-            " WHERE c.relname = ANY(%s) AND c.relkind = 'r'",
+            "SELECT coalesce(sum(pg_relation_size(r.oid, 'main')), 0) FROM pg_class t"
+            " JOIN pg_class r ON r.oid = t.oid OR r.oid = t.reltoastrelid"
+            "   OR r.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid"
+            "                 OR indrelid = t.reltoastrelid)"
+            " WHERE t.relname = ANY(%s) AND t.relkind = 'r'",
             (list(tables),),
         ).fetchone()
     return int(row[0])
