@@ -219,3 +219,28 @@ def test_many_calls_are_in_flight_at_once_on_the_openai_wire(
     arrivals = sorted(r.at for r in openai_server.requests)
     assert max(Counter(int((a - arrivals[0]) / 0.5) for a in arrivals).values()) >= 20
     assert time.monotonic() - started < 15
+
+
+def test_a_call_that_fails_unexpectedly_leaves_nothing_to_release(
+    personas: Personas,
+    memory_broker: MemoryBroker,
+    local_executor: Enable,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database error while recording a result ends the call: its slot and its claim
+    are given up (the lease runs out and the reconciler sends it again)."""
+    running = local_executor()
+
+    def broken(claim: Any, outcome: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(executor, "_record", broken)
+    run = start(personas, scripted_agent(personas.workspace, slow_turns(20), slug="broken"))
+    step = AgentStep.objects.get(run=run, kind="MODEL_CALL")
+    assert running.submit(step.id)
+    wait_for(lambda: running.in_flight == 0)
+    wait_for(lambda: not running._claims)
+    step.refresh_from_db()
+    # Claimed, never recorded.
+    assert step.status == "STARTED"
+    assert step.attempt == 1

@@ -172,6 +172,10 @@ class ModelCallExecutor:
                 self._claims.pop(step_id, None)
                 return
         finally:
+            # However the call ended (an unexpected error too: its lease then runs out and
+            # the reconciler sends it again), it is no longer ours to release on a stop,
+            # which copies the claims before it cancels anything.
+            self._claims.pop(step_id, None)
             if slot:
                 self._finished()
 
