@@ -164,3 +164,58 @@ def test_fold_refuses_a_gap() -> None:
     note = StoredEvent(run_id, 3, "run.note", 1, {"message": "m", "source": "s"}, now)
     with pytest.raises(ReplayError, match="expected seq 2"):
         fold([created, note])
+
+
+def test_fold_sums_turn_usage_and_reads_older_logs_alike() -> None:
+    """A run's usage is the sum of its completed model turns' usage; a log from before
+    (a run.usage_updated with the totals after each turn) folds to the same totals."""
+    import uuid
+    from datetime import UTC, datetime
+
+    run_id = uuid.uuid4()
+    now = datetime.now(UTC)
+    at = now.isoformat()
+    created = {
+        "workspace_id": "w",
+        "agent_id": "a",
+        "input": {},
+        "parent_run_id": None,
+        "parent_tool_call_id": None,
+        "created_by_id": None,
+        "created_at": at,
+    }
+
+    def turn(index: int, used: tuple[int, int]) -> dict[str, object]:
+        usage = {"input_tokens": used[0], "output_tokens": used[1]}
+        return {"turn": index, "text": "", "usage": usage}
+
+    def model_step(index: int, status: str, payload: dict[str, object]) -> dict[str, object]:
+        return {
+            "index": index,
+            "kind": "MODEL_CALL",
+            "status": status,
+            "payload": payload,
+            "created_at": at,
+            "finished_at": at,
+        }
+
+    old = [
+        ("run.created", created),
+        ("step.created", {**model_step(1, "STARTED", {"turn": 0}), "finished_at": None}),
+        (
+            "step.updated",
+            {"index": 1, "status": "COMPLETED", "payload": turn(0, (3, 2)), "finished_at": at},
+        ),
+        ("run.usage_updated", {"input_tokens": 3, "output_tokens": 2}),
+    ]
+    new = [
+        ("step.created", model_step(2, "COMPLETED", turn(1, (5, 1)))),
+        # A failed turn has no usage to add.
+        ("step.created", model_step(3, "FAILED", {"error": {"code": "x", "message": "y"}})),
+    ]
+    events = [
+        StoredEvent(run_id, seq, type_, 1, payload, now)
+        for seq, (type_, payload) in enumerate([*old, *new], start=1)
+    ]
+    assert fold(events[:4])["run"]["usage"] == {"input_tokens": 3, "output_tokens": 2}
+    assert fold(events)["run"]["usage"] == {"input_tokens": 8, "output_tokens": 3}
