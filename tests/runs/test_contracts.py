@@ -139,28 +139,26 @@ def test_every_registered_type_has_a_fold_rule(personas: Personas) -> None:
     assert unhandled == []
 
 
+def _run_created(at: str) -> dict[str, object]:
+    """A run.created payload for folds built by hand."""
+    return {
+        "workspace_id": "w",
+        "agent_id": "a",
+        "input": {},
+        "parent_run_id": None,
+        "parent_tool_call_id": None,
+        "created_by_id": None,
+        "created_at": at,
+    }
+
+
 def test_fold_refuses_a_gap() -> None:
     import uuid
     from datetime import UTC, datetime
 
     run_id = uuid.uuid4()
     now = datetime.now(UTC)
-    created = StoredEvent(
-        run_id,
-        1,
-        "run.created",
-        1,
-        {
-            "workspace_id": "w",
-            "agent_id": "a",
-            "input": {},
-            "parent_run_id": None,
-            "parent_tool_call_id": None,
-            "created_by_id": None,
-            "created_at": now.isoformat(),
-        },
-        now,
-    )
+    created = StoredEvent(run_id, 1, "run.created", 1, _run_created(now.isoformat()), now)
     note = StoredEvent(run_id, 3, "run.note", 1, {"message": "m", "source": "s"}, now)
     with pytest.raises(ReplayError, match="expected seq 2"):
         fold([created, note])
@@ -175,15 +173,7 @@ def test_fold_sums_turn_usage_and_reads_older_logs_alike() -> None:
     run_id = uuid.uuid4()
     now = datetime.now(UTC)
     at = now.isoformat()
-    created = {
-        "workspace_id": "w",
-        "agent_id": "a",
-        "input": {},
-        "parent_run_id": None,
-        "parent_tool_call_id": None,
-        "created_by_id": None,
-        "created_at": at,
-    }
+    created = _run_created(at)
 
     def turn(index: int, used: tuple[int, int]) -> dict[str, object]:
         usage = {"input_tokens": used[0], "output_tokens": used[1]}

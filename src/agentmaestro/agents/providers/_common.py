@@ -14,12 +14,12 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
-from agentmaestro.agents.providers.base import ModelRequest, ProviderError
+from agentmaestro.agents.providers.base import ModelRequest, ModelResponse, ProviderError
 from agentmaestro.config import Config
 
 # model_settings keys that look like credentials: refused, so nobody believes a key stored
@@ -146,6 +146,32 @@ class Deadline:
                 f"The model did not finish within {self.seconds:g} s.",
                 transient=True,
             )
+
+
+class StreamReader(Protocol):
+    """Folds a provider's stream events into one response (each provider has its own)."""
+
+    def feed(self, event: Any) -> None: ...
+
+    def finish(self) -> ModelResponse: ...
+
+
+def read_stream(stream: Iterable[Any], reader: StreamReader, deadline: Deadline) -> ModelResponse:
+    """Feed every event of a (sync) stream to ``reader``, within ``deadline``."""
+    for event in stream:
+        deadline.check()
+        reader.feed(event)
+    return reader.finish()
+
+
+async def aread_stream(
+    stream: AsyncIterable[Any], reader: StreamReader, deadline: Deadline
+) -> ModelResponse:
+    """:func:`read_stream` for an SDK's async stream."""
+    async for event in stream:
+        deadline.check()
+        reader.feed(event)
+    return reader.finish()
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

@@ -22,11 +22,13 @@ from agentmaestro.agents.providers._common import (
     CallSettings,
     ClientCache,
     Deadline,
+    aread_stream,
     bad_data_is_malformed,
     call_settings,
     connection_error,
     malformed,
     parse_arguments,
+    read_stream,
     resolve_config,
     status_error,
     timed_out,
@@ -89,11 +91,7 @@ class AnthropicProvider:
                     return _read_message(message, on_delta)
             stream = client.messages.create(**params, stream=True, timeout=settings.timeout)
             with stream, bad_data_is_malformed(PROVIDER):
-                reader = _StreamReader(on_delta)
-                for event in stream:
-                    deadline.check()
-                    reader.feed(event)
-                return reader.finish()
+                return read_stream(stream, _StreamReader(on_delta), deadline)
 
     async def acomplete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse:
         """``complete`` on the SDK's async client: the same request, errors and result."""
@@ -110,11 +108,7 @@ class AnthropicProvider:
                 )
                 async with stream:
                     with bad_data_is_malformed(PROVIDER):
-                        reader = _StreamReader(on_delta)
-                        async for event in stream:
-                            deadline.check()
-                            reader.feed(event)
-                        return reader.finish()
+                        return await aread_stream(stream, _StreamReader(on_delta), deadline)
 
     def _prepare(self, request: ModelRequest) -> tuple[CallSettings, dict[str, Any]]:
         key = self._config.anthropic_api_key

@@ -24,11 +24,13 @@ from agentmaestro.agents.providers._common import (
     CallSettings,
     ClientCache,
     Deadline,
+    aread_stream,
     bad_data_is_malformed,
     call_settings,
     connection_error,
     malformed,
     parse_arguments,
+    read_stream,
     resolve_config,
     status_error,
     timed_out,
@@ -96,11 +98,7 @@ class OpenAICompatProvider:
                 timeout=settings.timeout,
             )
             with stream, bad_data_is_malformed(PROVIDER):
-                reader = _StreamReader(on_delta, request.turn)
-                for chunk in stream:
-                    deadline.check()
-                    reader.feed(chunk)
-                return reader.finish()
+                return read_stream(stream, _StreamReader(on_delta, request.turn), deadline)
 
     async def acomplete(self, request: ModelRequest, on_delta: DeltaSink) -> ModelResponse:
         """``complete`` on the SDK's async client: the same request, errors and result."""
@@ -117,10 +115,7 @@ class OpenAICompatProvider:
                 async with stream:
                     with bad_data_is_malformed(PROVIDER):
                         reader = _StreamReader(on_delta, request.turn)
-                        async for chunk in stream:
-                            deadline.check()
-                            reader.feed(chunk)
-                        return reader.finish()
+                        return await aread_stream(stream, reader, deadline)
 
     def _prepare(self, request: ModelRequest) -> tuple[CallSettings, dict[str, Any]]:
         key = self._config.openai_api_key
