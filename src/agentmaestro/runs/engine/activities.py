@@ -95,6 +95,15 @@ def claim_model_call(step_id: int) -> Claim | None:
     return Claim(run_id=run_id, attempt=row[1], step_index=row[2])
 
 
+def written_context(
+    run_id: uuid.UUID, step_index: int, unwritten: Sequence[AgentStep] = ()
+) -> ModelContext:
+    """The conversation of the run's written steps before ``step_index`` (and before the
+    first of the caller's ``unwritten`` ones, which build_model_request adds)."""
+    first_unwritten = min((s.index for s in unwritten), default=step_index)
+    return read_model_context(run_id, min(step_index, first_unwritten))
+
+
 def build_model_request(
     run_id: uuid.UUID,
     step_index: int,
@@ -108,8 +117,7 @@ def build_model_request(
     conversation of every written step, if the caller has it already (not read again).
     """
     if context is None:
-        first_unwritten = min((s.index for s in unwritten), default=step_index)
-        context = read_model_context(run_id, min(step_index, first_unwritten))
+        context = written_context(run_id, step_index, unwritten)
     context = replace(context, steps=[*context.steps])
     context.steps += [
         (s.kind, s.status, s.payload)
@@ -205,8 +213,7 @@ def answer_inline(activity: Activity, plan: Plan) -> ModelResult:
     claim = Claim(activity.run_id, activity.attempt, index)
     unwritten = plan.changes.new_steps
     if plan.context is None:
-        first_unwritten = min((s.index for s in unwritten), default=index)
-        plan.context = read_model_context(activity.run_id, first_unwritten)
+        plan.context = written_context(activity.run_id, index, unwritten)
     provider_name, request = build_model_request(activity.run_id, index, unwritten, plan.context)
     deltas: list[str] = []
     try:

@@ -102,8 +102,6 @@ class TickResult:
     # Started and left to the broker (enqueued after commit).
     model_steps: list[int] = field(default_factory=list)
     tool_calls: list[uuid.UUID] = field(default_factory=list)
-    # Started and claimed to be answered inside the step (eager continuation).
-    claimed: list[Activity] = field(default_factory=list)
     # Eager continuation stopped this step before the run's next model turn: the caller
     # takes the next step at once (tick.drive), or enqueues it.
     more: bool = False
@@ -165,6 +163,8 @@ class Plan:
         self._created: dict[int, dict[str, Any]] = {}
         # Model turns answered inside this step; one per step (see apply()).
         self.answered = 0
+        # The inline model call this step started and has yet to answer (tick.py).
+        self._inline: Activity | None = None
         # The conversation before this step's new steps, for an inline model call: read
         # by its first call in a drive (activities.answer_inline), then carried along.
         self.context = context
@@ -257,11 +257,8 @@ class Plan:
 
     def take_inline_model(self) -> Activity | None:
         """The model call this step started and claimed to answer inline, if any."""
-        for activity in self.result.claimed:
-            if activity.model_index:
-                self.result.claimed.remove(activity)
-                return activity
-        return None
+        inline, self._inline = self._inline, None
+        return inline
 
     # The state decide() sees ----------------------------------------------------------
 
@@ -380,7 +377,7 @@ class Plan:
             # Claimed for this worker as it is created: the same fencing as a claim.
             step.attempt = 1
             step.lease_expires_at = self.now + INLINE_MODEL_LEASE
-            self.result.claimed.append(Activity(self.run.id, model_index=step.index, attempt=1))
+            self._inline = Activity(self.run.id, model_index=step.index, attempt=1)
         else:
             self.result.model_steps.append(step.index)  # an index until written: see advance()
         self.model = step
