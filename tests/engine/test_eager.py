@@ -133,9 +133,9 @@ def test_eager_continuation_writes_the_run_the_broker_path_writes(
     # Each tool ran once. Through the broker, the executor recorded it under the call's
     # idempotency key; inside a step, the call row written in the same commit is the
     # record (a step that rolls back ran nothing anyone can see).
-    plain_keys = list(ToolCall.objects.filter(run=plain).values_list("idempotency_key", flat=True))
+    plain_keys = [c.idempotency_key for c in ToolCall.objects.filter(run=plain)]
     assert ToolExecution.objects.filter(idempotency_key__in=plain_keys).count() == 4
-    eager_keys = list(ToolCall.objects.filter(run=eager).values_list("idempotency_key", flat=True))
+    eager_keys = [c.idempotency_key for c in ToolCall.objects.filter(run=eager)]
     assert not ToolExecution.objects.filter(idempotency_key__in=eager_keys).exists()
 
 

@@ -95,8 +95,14 @@ class AgentStep(models.Model):
     Kind = StepKind
     Status = StepStatus
 
+    # No separate index on run_id (the (run, index) unique index serves it) and no
+    # database foreign key: see "Hot-path tables" in docs/engine.md.
     run = models.ForeignKey(
-        AgentRun, on_delete=models.CASCADE, related_name="steps", db_index=False
+        AgentRun,
+        on_delete=models.CASCADE,
+        related_name="steps",
+        db_index=False,
+        db_constraint=False,
     )
     index = models.PositiveIntegerField()
     kind = models.CharField(max_length=16, choices=_choices(StepKind))
@@ -166,12 +172,28 @@ class ToolCall(models.Model):
     Status = ToolCallStatus
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    run = models.ForeignKey(AgentRun, on_delete=models.CASCADE, related_name="tool_calls")
+    # Indexed by run only (the engine finds a turn's calls among its run's), and no
+    # database foreign keys: see "Hot-path tables" in docs/engine.md.
+    run = models.ForeignKey(
+        AgentRun, on_delete=models.CASCADE, related_name="tool_calls", db_constraint=False
+    )
     step = models.ForeignKey(
-        AgentStep, null=True, blank=True, on_delete=models.SET_NULL, related_name="tool_calls"
+        AgentStep,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tool_calls",
+        db_index=False,
+        db_constraint=False,
     )
     tool = models.ForeignKey(
-        "tools.ToolDefinition", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "tools.ToolDefinition",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     # The name the model asked for, kept even when no such tool exists.
     tool_name = models.CharField(max_length=128)
@@ -187,7 +209,6 @@ class ToolCall(models.Model):
     error = models.JSONField(null=True, blank=True)
     # Fencing token: an activity's claim and its result both name the attempt they belong to.
     attempt = models.PositiveIntegerField(default=0)
-    idempotency_key = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -204,6 +225,17 @@ class ToolCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool_name} ({self.status})"
+
+    @property
+    def idempotency_key(self) -> str:
+        """What an executor keys a side effect by: run id and call id. Derived, not
+        stored: the call id is unique already, so a stored copy (and its unique index)
+        would only repeat it."""
+        return idempotency_key(self.run_id, self.id)
+
+
+def idempotency_key(run_id: uuid.UUID | str, call_id: uuid.UUID | str) -> str:
+    return f"{run_id}:{call_id}"
 
 
 class Artifact(models.Model):

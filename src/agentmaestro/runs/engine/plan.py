@@ -400,7 +400,6 @@ class Plan:
             status=status,
             error=error,
             finished_at=self.now if error else None,
-            idempotency_key=f"{self.run.id}:{call_id}",
             created_at=self.now,
         )
         builtin = tool is not None and tool.executor == ExecutorKind.BUILTIN

@@ -11,7 +11,7 @@ from django.db.models.functions import Cast
 
 from agentmaestro.common.errors import NotFound
 from agentmaestro.common.time import iso, iso_from_db_text
-from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
+from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall, idempotency_key
 
 Snapshot = dict[str, Any]
 
@@ -54,7 +54,7 @@ def run_snapshot(run_id: uuid.UUID) -> Snapshot:
     return {
         "run": run_fields(run),
         "steps": [_step_row(row) for row in steps],
-        "tool_calls": sorted((_call_row(row) for row in calls), key=_tool_call_order),
+        "tool_calls": sorted((_call_row(run.id, row) for row in calls), key=_tool_call_order),
         "last_seq": run.last_seq,
     }
 
@@ -74,7 +74,6 @@ _CALL_COLUMNS = (
     "attempt",
     "result",
     "error",
-    "idempotency_key",
     "created_at_text",
     "started_at_text",
     "finished_at_text",
@@ -94,10 +93,10 @@ def _step_row(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def _call_row(row: tuple[Any, ...]) -> dict[str, Any]:
+def _call_row(run_id: uuid.UUID, row: tuple[Any, ...]) -> dict[str, Any]:
     """A tool call as the snapshot shows it, from a row of ``_CALL_COLUMNS``."""
     (call_id, step_index, tool_name, provider_call_id, arguments, status, attempt) = row[:7]
-    result, error, idempotency_key, created_at, started_at, finished_at = row[7:]
+    result, error, created_at, started_at, finished_at = row[7:]
     return {
         "id": str(call_id),
         "step_index": step_index,
@@ -108,7 +107,7 @@ def _call_row(row: tuple[Any, ...]) -> dict[str, Any]:
         "attempt": attempt,
         "result": result,
         "error": error,
-        "idempotency_key": idempotency_key,
+        "idempotency_key": idempotency_key(run_id, call_id),
         "created_at": iso_from_db_text(created_at),
         "started_at": iso_from_db_text(started_at),
         "finished_at": iso_from_db_text(finished_at),

@@ -94,8 +94,6 @@ def tool_call_create(
             provider_call_id=provider_call_id,
             arguments=arguments,
             status=status,
-            # The executor's dedupe key: one side effect per (run, call), whatever the retries.
-            idempotency_key=f"{run_id}:{call_id}",
         )
         append_event(
             run_id,

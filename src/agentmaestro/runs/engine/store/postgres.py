@@ -51,8 +51,7 @@ SELECT r.workspace_id, r.agent_id, r.status, r.input, r.created_at, r.started_at
        -- the tool calls of the newest model turn, in the model's order
        (SELECT json_agg(json_build_array(c.id, s.id, c.tool_id, c.tool_name, c.provider_call_id,
                         c.position, c.arguments, c.status, c.result, c.error, c.attempt,
-                        c.idempotency_key, c.created_at, c.started_at, c.finished_at,
-                        c.lease_expires_at)
+                        c.created_at, c.started_at, c.finished_at, c.lease_expires_at)
                         ORDER BY c.created_at, c.position)
           FROM runs_toolcall c JOIN runs_agentstep s ON s.id = c.step_id
          WHERE c.run_id = r.id AND s.run_id = r.id AND s.index > m.index),
@@ -161,11 +160,10 @@ def read_locked(run_id: uuid.UUID) -> Loaded | None:
             result=c[8],
             error=c[9],
             attempt=c[10],
-            idempotency_key=c[11],
-            created_at=datetime.fromisoformat(c[12]),
-            started_at=_ts(c[13]),
-            finished_at=_ts(c[14]),
-            lease_expires_at=_ts(c[15]),
+            created_at=datetime.fromisoformat(c[11]),
+            started_at=_ts(c[12]),
+            finished_at=_ts(c[13]),
+            lease_expires_at=_ts(c[14]),
         )
         for c in _json(calls_json) or ()
     ]
@@ -234,17 +232,17 @@ WITH bump AS (
     -- The TOOL_CALL step they belong to is inserted by this same statement.
     INSERT INTO runs_toolcall
            (id, run_id, step_id, tool_id, tool_name, provider_call_id, position, arguments,
-            status, result, error, attempt, idempotency_key, created_at, started_at,
-            finished_at, lease_expires_at)
+            status, result, error, attempt, created_at, started_at, finished_at,
+            lease_expires_at)
     SELECT i.id, %(run_id)s, (SELECT id FROM new_steps WHERE new_steps.index = i.step_index),
            i.tool_id, i.tool_name, i.provider_call_id, i.position, i.arguments, i.status,
-           NULLIF(i.result, 'null'), NULLIF(i.error, 'null'), i.attempt, i.idempotency_key,
-           i.created_at, i.started_at, i.finished_at, i.lease_expires_at
+           NULLIF(i.result, 'null'), NULLIF(i.error, 'null'), i.attempt, i.created_at,
+           i.started_at, i.finished_at, i.lease_expires_at
       FROM bump, jsonb_to_recordset(%(new_calls)s::jsonb)
            AS i(id uuid, step_index int, tool_id uuid, tool_name text, provider_call_id text,
                 position int, arguments jsonb, status text, result jsonb, error jsonb,
-                attempt int, idempotency_key text, created_at timestamptz,
-                started_at timestamptz, finished_at timestamptz, lease_expires_at timestamptz)
+                attempt int, created_at timestamptz, started_at timestamptz,
+                finished_at timestamptz, lease_expires_at timestamptz)
 ), events AS (
     -- The i-th event (1-based) gets old_last_seq + i = new_last_seq - k + i.
     INSERT INTO runs_runevent (run_id, seq, type, version, payload, created_at)
@@ -348,7 +346,6 @@ def write_changes(changes: Changes, now: datetime) -> Written:
                     "result": c.result,
                     "error": c.error,
                     "attempt": c.attempt,
-                    "idempotency_key": c.idempotency_key,
                     "created_at": c.created_at,
                     "started_at": c.started_at,
                     "finished_at": c.finished_at,
