@@ -148,7 +148,7 @@ def append_plain(run_id: uuid.UUID, k: int) -> None:
 
     BEGIN; UPDATE ... RETURNING; one multi-row INSERT; COMMIT.
     """
-    from psycopg.types.json import Jsonb
+    from psycopg.types.json import Json
 
     conn = _plain_connection()
     with conn.cursor() as cur:
@@ -157,7 +157,7 @@ def append_plain(run_id: uuid.UUID, k: int) -> None:
         now = datetime.now(UTC)
         params: list[Any] = []
         for i in range(k):
-            params += [run_id, last_seq - k + 1 + i, NOTE, 1, Jsonb(PAYLOAD), now]
+            params += [run_id, last_seq - k + 1 + i, NOTE, 1, Json(PAYLOAD), now]
         cur.execute(_PLAIN_INSERT + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * k), params)
     conn.commit()
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -135,6 +136,27 @@ class AgentStep(models.Model):
         return f"step {self.index} {self.kind}"
 
 
+class EventPayloadField(models.JSONField):
+    """An event's payload, kept as the JSON text it was written in (PostgreSQL ``json``,
+    not ``jsonb``).
+
+    The log is appended far more than it is read and never queried inside a payload:
+    ``json`` stores the compact text as sent (jsonb's binary form of a small payload is
+    ~20% larger) and checks it without building a binary tree. Elsewhere as JSONField.
+    """
+
+    def db_type(self, connection: Any) -> str | None:
+        if connection.vendor == "postgresql":
+            return "json"
+        return super().db_type(connection)
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        # psycopg decodes ``json`` itself (Django only registers a text loader for jsonb).
+        if not isinstance(value, str):
+            return value
+        return super().from_db_value(value, expression, connection)
+
+
 class RunEvent(models.Model):
     """One immutable entry of a run's log. ``seq`` is gapless per run, starting at 1."""
 
@@ -154,7 +176,7 @@ class RunEvent(models.Model):
     seq = models.BigIntegerField()
     type = models.CharField(max_length=64)
     version = models.PositiveSmallIntegerField()
-    payload = models.JSONField()
+    payload = EventPayloadField()
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

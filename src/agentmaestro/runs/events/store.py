@@ -37,7 +37,7 @@ INSERT INTO runs_runevent (run_id, seq, type, version, payload, created_at)
 -- The i-th new event (1-based) gets old_last_seq + i = new_last_seq - k + i.
 SELECT %(run_id)s, bump.last_seq - %(k)s + e.ord, e.type, e.version, e.payload, %(now)s
 FROM bump,
-     unnest(%(types)s::text[], %(versions)s::int[], %(payloads)s::jsonb[])
+     unnest(%(types)s::text[], %(versions)s::int[], %(payloads)s::json[])
          WITH ORDINALITY AS e(type, version, payload, ord)
 RETURNING seq, (SELECT workspace_id FROM bump), (SELECT status FROM bump)
 """
@@ -46,6 +46,11 @@ _SQLITE_BUMP = """
 UPDATE runs_agentrun SET last_seq = last_seq + %s WHERE id = %s
 RETURNING last_seq, workspace_id, status
 """
+
+
+def payload_text(payload: Any) -> str:
+    """An event payload as stored: compact JSON text (runs.models.EventPayloadField)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 class RunNotFound(NotFound):
@@ -131,7 +136,7 @@ def _append_postgresql(run_id: uuid.UUID, checked: Checked, now: Any) -> tuple[i
                 "now": now,
                 "types": [type_ for type_, _, _ in checked],
                 "versions": [version for _, version, _ in checked],
-                "payloads": [json.dumps(payload) for _, _, payload in checked],
+                "payloads": [payload_text(payload) for _, _, payload in checked],
             },
         )
         rows = cursor.fetchall()
@@ -154,7 +159,7 @@ def _append_sqlite(run_id: uuid.UUID, checked: Checked, now: Any) -> tuple[int, 
         values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(checked))
         params: list[Any] = []
         for i, (type_, version, payload) in enumerate(checked):
-            params += [run_key, first_seq + i, type_, version, json.dumps(payload), created]
+            params += [run_key, first_seq + i, type_, version, payload_text(payload), created]
         cursor.execute(
             f"INSERT INTO runs_runevent (run_id, seq, type, version, payload, created_at) "
             f"VALUES {values}",

@@ -21,7 +21,7 @@ from agentmaestro.runs.engine.store.rows import (
     Stale,
     Written,
 )
-from agentmaestro.runs.events.store import check_events, stored_events
+from agentmaestro.runs.events.store import check_events, payload_text, stored_events
 from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
 from agentmaestro.runs.states import StepKind
 from agentmaestro.tools.models import ToolDefinition
@@ -248,7 +248,7 @@ WITH bump AS (
     INSERT INTO runs_runevent (run_id, seq, type, version, payload, created_at)
     SELECT %(run_id)s, bump.last_seq - %(k)s + e.ord, e.type, e.version, e.payload, %(now)s
       FROM bump,
-           unnest(%(types)s::text[], %(versions)s::int[], %(payloads)s::jsonb[])
+           unnest(%(types)s::text[], %(versions)s::int[], %(payloads)s::json[])
                WITH ORDINALITY AS e(type, version, payload, ord)
 )
 SELECT bump.last_seq, bump.workspace_id, bump.status,
@@ -356,7 +356,7 @@ def write_changes(changes: Changes, now: datetime) -> Written:
         ),
         "types": [type_ for type_, _, _ in checked],
         "versions": [version for _, version, _ in checked],
-        "payloads": [json.dumps(payload) for _, _, payload in checked],
+        "payloads": [payload_text(payload) for _, _, payload in checked],
     }
     with connection.cursor() as cursor:
         cursor.execute(_PG_WRITE, params)
