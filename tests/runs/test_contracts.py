@@ -14,9 +14,12 @@ from agentmaestro.runs.events.contracts import (
 )
 from agentmaestro.runs.events.store import append_event
 from agentmaestro.runs.events.types import StoredEvent
+from agentmaestro.runs.models import RunEvent
 from agentmaestro.runs.replay import ReplayError, fold
 from agentmaestro.runs.selectors import run_events_since
+from agentmaestro.runs.services.steps import tool_call_create
 from tests.factories import Personas
+from tests.replay import assert_replays
 
 
 def test_docs_events_md_is_generated_from_the_current_contracts() -> None:
@@ -118,6 +121,25 @@ def test_stored_old_versions_are_upcast_when_read(
     assert [(e.version, e.payload) for e in read] == [
         (2, {"text": "written as v1", "source": "system", "severity": "info"})
     ]
+
+
+def test_a_stored_v1_tool_call_created_reads_as_v2_and_keeps_its_key(personas: Personas) -> None:
+    """tool_call.created v1 repeated the call's idempotency key; v2 leaves it out (it is
+    always <run id>:<call id>). A v1 row reads as v2, and the fold derives the same key
+    the snapshot shows."""
+    run = personas.run()
+    call = tool_call_create(run_id=run.id, step=None, tool_name="search", arguments={"q": "x"})
+    event = RunEvent.objects.get(run=run, type="tool_call.created")
+    assert event.version == 2
+    assert "idempotency_key" not in event.payload
+    RunEvent.objects.filter(run=run, seq=event.seq).update(
+        version=1, payload={**event.payload, "idempotency_key": f"{run.id}:{call.id}"}
+    )
+
+    read = [e for e in run_events_since(run.id) if e.type == "tool_call.created"]
+    assert [(e.version, e.payload) for e in read] == [(2, event.payload)]
+    snapshot = assert_replays(run.id)
+    assert snapshot["tool_calls"][0]["idempotency_key"] == f"{run.id}:{call.id}"
 
 
 def test_every_registered_type_has_a_fold_rule(personas: Personas) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agentmaestro.runs.events.types import StoredEvent
+from agentmaestro.runs.models import idempotency_key
 from agentmaestro.runs.states import RunStatus
 
 
@@ -116,7 +117,7 @@ def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
                     "attempt": p.get("attempt", 0),
                     "result": p.get("result"),
                     "error": p.get("error"),
-                    "idempotency_key": p["idempotency_key"],
+                    "idempotency_key": idempotency_key(event.run_id, p["id"]),
                     "created_at": p["created_at"],
                     "started_at": p.get("started_at"),
                     "finished_at": p.get("finished_at"),

@@ -322,10 +322,9 @@ class Plan:
                     return
                 self._start_model_call()
             case CreateToolCalls(calls=calls):
-                step = self._new_step(
-                    StepKind.TOOL_CALL,
-                    {"calls": [{"id": c.provider_call_id, "name": c.name} for c in calls]},
-                )
+                # The step's calls are its ToolCall rows (and their events); the model's
+                # request is in its MODEL_CALL step. Nothing to repeat here.
+                step = self._new_step(StepKind.TOOL_CALL, {})
                 for position, requested in enumerate(calls):
                     self._create_tool_call(step, position, requested)
             case RecordObservations(calls=calls):

@@ -218,6 +218,35 @@ class ToolCallCreatedV1(EventPayload):
 
 
 @registry.contract(
+    "tool_call.created",
+    2,
+    "The model asked for a tool call. A call created already finished (refused before "
+    "running, or a built-in tool run inside the step) carries its `attempt`, `result`, "
+    "`error`, `started_at` and `finished_at` and needs no `tool_call.updated`. The call's "
+    "idempotency key is not repeated here: it is always `<run id>:<id>` (v1 carried it).",
+)
+class ToolCallCreatedV2(EventPayload):
+    id: str
+    step_index: int | None
+    tool_name: str
+    provider_call_id: str
+    arguments: JsonValue
+    status: ToolCallStatus
+    created_at: str
+    attempt: int = 0
+    result: JsonValue = None
+    error: RunError | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+@registry.upcaster("tool_call.created", 1)
+def _tool_call_created_v1_to_v2(payload: Payload) -> Payload:
+    # The key was derived from the run and call ids, which readers have anyway.
+    return {k: v for k, v in payload.items() if k != "idempotency_key"}
+
+
+@registry.contract(
     "tool_call.updated",
     1,
     "A tool call changed status, attempt, result or error (full new values).",

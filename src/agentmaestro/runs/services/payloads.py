@@ -49,7 +49,6 @@ def tool_call_created_payload(call: ToolCall, step_index: int | None) -> dict[st
         "provider_call_id": call.provider_call_id,
         "arguments": call.arguments,
         "status": call.status,
-        "idempotency_key": call.idempotency_key,
         "created_at": iso(call.created_at),
     }
     if call.status in TOOL_CALL_FINAL:
