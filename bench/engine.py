@@ -19,8 +19,8 @@ An *iteration* is one model call plus one tool call. Cases (bench/README.md):
   SQL statements, round trips, commits, reconnects and Celery messages per iteration come
   from that in-process capture (bench/README.md: how to count the distributed setup's).
 * bytes: relation bytes written per iteration (growth of the data pages of every table
-  involved: heap, TOAST and indexes; not the free space and visibility maps), ours vs
-  LangGraph's checkpoint tables, for runs of 5, 10 and 20 iterations, and LangGraph's
+  involved: heap, TOAST and indexes; not the free space and visibility maps; from before
+  the runs are created), ours vs LangGraph's checkpoint tables, for runs of 5, 10 and 20 iterations, and LangGraph's
   channel blobs before compression.
 * concurrency: 200 and 1,000 concurrent runs of 3 model calls (2 tool turns, then the
   answer) against a model that takes 1 s per call; wall time against the ideal (3 s) and
@@ -782,9 +782,11 @@ def bytes_phase(
     poller = Poller()
     for n in (5, 10, 20):
         agent = scripted_agent(fx, n)
+        # From before the runs exist: their rows and run.created events count, as
+        # LangGraph's first checkpoint of a thread does.
+        size = relation_bytes(url, OUR_TABLES)
         ids = create_runs(agent, fx.user, plan.bytes_runs)
         iterations = plan.bytes_runs * n
-        size = relation_bytes(url, OUR_TABLES)
         start_and_wait(ids, poller)
         ours = (relation_bytes(url, OUR_TABLES) - size) / iterations
         results[f"bytes_per_iteration_{n}"] = round(ours)
