@@ -20,8 +20,8 @@ An *iteration* is one model call plus one tool call. Cases (bench/README.md):
   from that in-process capture (bench/README.md: how to count the distributed setup's).
 * bytes: relation bytes written per iteration (growth of the data pages of every table
   involved: heap, TOAST and indexes; not the free space and visibility maps; from before
-  the runs are created), ours vs LangGraph's checkpoint tables, for runs of 5, 10 and 20 iterations, and LangGraph's
-  channel blobs before compression.
+  the runs are created), ours vs LangGraph's checkpoint tables, for runs of 5, 10 and 20
+  iterations, and LangGraph's channel blobs before compression.
 * concurrency: 200 and 1,000 concurrent runs of 3 model calls (2 tool turns, then the
   answer) against a model that takes 1 s per call; wall time against the ideal (3 s) and
   the peak of model calls in flight. A local asyncio server speaking the OpenAI
