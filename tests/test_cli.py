@@ -58,6 +58,7 @@ def test_the_worker_help_says_how_model_calls_are_made_and_reads_the_environment
     )
     text = " ".join(result.stdout.split())
     assert "--model-calls {async,threads}" in text
+    assert "[AGENTMAESTRO_MODEL_CALLS, async]" in text  # the default
     assert "[AGENTMAESTRO_MAX_MODEL_CALLS, 77]" in text
     assert "[AGENTMAESTRO_ENGINE_THREADS, 4]" in text
 

@@ -95,13 +95,12 @@ class Config(BaseSettings):
         alias="AGENTMAESTRO_EAGER_SLICE_MS",
         description="eager continuation time slice per worker (0 = off)",
     )
-    # How a worker on the activities queue makes model calls (docs/engine.md): "async"
-    # (opt-in for now: see docs/engine.md, "Not yet"),
+    # How a worker on the activities queue makes model calls (docs/engine.md): "async",
     # coroutines on one event loop with the database work on a few engine threads, the
     # run's follow-up calls handed over in-process; or "threads", one Celery task (and
     # thread) per call. `agentmaestro worker --model-calls` overrides it.
     model_calls: Literal["async", "threads"] = Field(
-        default="threads",
+        default="async",
         alias="AGENTMAESTRO_MODEL_CALLS",
         description="how workers make model calls: async (event loop) or threads (Celery)",
     )

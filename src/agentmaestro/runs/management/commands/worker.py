@@ -12,9 +12,9 @@ class Command(BaseCommand):
         "(model and tool calls, slow I/O) are separate queues; run one worker per kind "
         "in production, e.g. '--queues ticks --pool prefork --concurrency 2' and "
         "'--queues activities --pool threads --concurrency 16'. On the activities queue, "
-        "model calls run one per Celery thread (--model-calls threads, the default) or "
-        "as coroutines on one event loop per process (--model-calls async: up to "
-        "--max-model-calls in flight, whatever --concurrency is)."
+        "model calls run as coroutines on one event loop per process (--model-calls "
+        "async, the default: up to --max-model-calls in flight, whatever --concurrency "
+        "is) or one per Celery thread (--model-calls threads)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
