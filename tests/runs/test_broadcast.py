@@ -164,3 +164,31 @@ def test_sync_publishing_reuses_one_connection(run_and_listener: Any) -> None:
     assert len([m for m in listener.messages if m["type"] == "run.events"]) == 201
     assert after - before <= 3  # this test's INFO calls; not one per publish
     assert broadcaster is broadcast_module.broadcaster
+
+
+def test_threads_racing_to_the_first_publish_share_one_publisher() -> None:
+    """Channels' layer manager may build a process's layer twice when threads race to it
+    first; every thread must still end up with the one publisher (one publishing thread,
+    so one process's broadcasts stay in order)."""
+    from channels.layers import channel_layers
+
+    for attempt in range(20):
+        channel_layers.backends.clear()
+        fresh = broadcast_module.Broadcaster()
+        barrier = threading.Barrier(8)
+        got: list[Any] = []
+
+        def first_publish(
+            b: Any = fresh, gate: threading.Barrier = barrier, out: list[Any] = got
+        ) -> None:
+            gate.wait()
+            out.append(b._direct_publisher())
+
+        threads = [threading.Thread(target=first_publish) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        assert len(got) == 8
+        assert got[0] is not None
+        assert all(p is got[0] for p in got), f"attempt {attempt}: {len({id(p) for p in got})}"

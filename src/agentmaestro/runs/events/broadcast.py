@@ -25,7 +25,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers, get_channel_layer
 
 from agentmaestro.runs.events.types import StoredEvent
 
@@ -163,11 +164,18 @@ class Broadcaster:
         self._direct: DirectPublisher | None = None
 
     def _direct_publisher(self) -> DirectPublisher | None:
-        layer = get_channel_layer()  # a dict lookup; tests swap layers between cases
-        if layer is not self._direct_for:
+        # The process's layer as channels caches it (a dict lookup, building nothing);
+        # tests swap layers between cases.
+        cached = channel_layers.backends.get(DEFAULT_CHANNEL_LAYER)
+        if cached is None or cached is not self._direct_for:
             with self._lock:
-                self._direct = DirectPublisher.for_layer(layer)
-                self._direct_for = layer
+                # Built here, one thread at a time: channels builds a layer on first use
+                # without a lock, so threads racing to the first publish were each handed
+                # a layer, and a publisher (and publishing thread) of their own.
+                layer = get_channel_layer()
+                if layer is not self._direct_for:
+                    self._direct = DirectPublisher.for_layer(layer)
+                    self._direct_for = layer
         return self._direct
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
