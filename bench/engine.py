@@ -219,13 +219,21 @@ def plain(autocommit: bool = True, url: str | None = None) -> Any:
 
 
 class Poller:
-    """Waits for runs to end, with a plain connection (its queries are counted)."""
+    """Waits for runs to end, with a plain connection (its queries are counted).
+
+    The end of a batch is the latest ``finished_at`` among its runs (stamped by the
+    worker that finished each one, on this machine's clock), not the moment a poll
+    noticed: so polling can be gentle where it is costly. One poll of 1,000 runs by id
+    costs PostgreSQL a few ms; every 5 ms, that took about a quarter of this 2-core
+    machine away from the engine under measurement.
+    """
 
     def __init__(self) -> None:
         self.conn = plain()
         self.queries = 0
 
     def wait(self, run_ids: Sequence[uuid.UUID], timeout: float, interval: float) -> float:
+        """The wall-clock time (``time.time()``) at which the last of ``run_ids`` ended."""
         deadline = time.monotonic() + timeout
         ids = list(run_ids)
         while True:
@@ -233,26 +241,34 @@ class Poller:
             row = self.conn.execute(
                 "SELECT count(*) FILTER (WHERE status IN ('COMPLETED','FAILED','CANCELLED')),"
                 " count(*) FILTER (WHERE status <> 'COMPLETED' AND status IN"
-                " ('FAILED','CANCELLED')) FROM runs_agentrun WHERE id = ANY(%s)",
+                " ('FAILED','CANCELLED')), max(finished_at)"
+                " FROM runs_agentrun WHERE id = ANY(%s)",
                 (ids,),
             ).fetchone()
             if row[0] == len(ids):
                 if row[1]:
                     raise RuntimeError(f"{row[1]} runs did not complete")
-                return time.perf_counter()
+                return float(row[2].timestamp())
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{len(ids) - row[0]} of {len(ids)} runs unfinished")
             time.sleep(interval)
 
 
+def poll_interval(runs: int) -> float:
+    """Often enough to notice the end at once, gently enough to cost the engine nothing."""
+    if runs == 1:
+        return 0.002
+    return 0.005 if runs <= CONCURRENT else 0.05
+
+
 def start_and_wait(run_ids: Sequence[uuid.UUID], poller: Poller, timeout: float = 120) -> float:
+    """Enqueue the runs' first ticks; seconds from the first enqueue to the last run's end."""
     from agentmaestro.runs import dispatch
 
-    started = time.perf_counter()
+    started = time.time()
     for run_id in run_ids:
         dispatch.enqueue_tick(run_id)
-    ended = poller.wait(run_ids, timeout, 0.002 if len(run_ids) == 1 else 0.005)
-    return ended - started
+    return poller.wait(run_ids, timeout, poll_interval(len(run_ids))) - started
 
 
 def iteration_ms(run_ids: Sequence[uuid.UUID]) -> list[float]:
