@@ -7,6 +7,7 @@ from typing import Any
 import dj_database_url
 
 from agentmaestro import config as _config
+from agentmaestro.common import broker
 
 CONFIG = _config.load()
 
@@ -135,6 +136,8 @@ else:
 # Celery: every setting here is about not losing or duplicating work (docs/engine.md).
 # memory:// names a host so kombu does not warn "No hostname was supplied" at every start.
 CELERY_BROKER_URL = CONFIG.redis_url or "memory://localhost/"
+# kombu's Redis transport, without a new client object per command (common/broker.py).
+CELERY_BROKER_TRANSPORT = broker.transport_for(CELERY_BROKER_URL)
 # Ack a task after it ran, not when it was received: a worker killed mid-task leaves
 # the message to be delivered again (every task is idempotent: claims are conditional).
 CELERY_TASK_ACKS_LATE = True

@@ -7,6 +7,7 @@ import kombu.pools
 
 from agentmaestro.agents.models import Agent
 from agentmaestro.celery import app as celery_app
+from agentmaestro.common import broker
 from agentmaestro.runs.models import AgentRun
 from agentmaestro.runs.states import TERMINAL_STATUSES
 from agentmaestro.tools.services import builtin_tools_install
@@ -49,7 +50,7 @@ def use_broker(url: str) -> None:
     # Celery caches the pools of the URL it first used, and has no public way to drop them.
     celery_app._pool = None  # type: ignore[attr-defined]
     celery_app.amqp._producer_pool = None  # type: ignore[attr-defined]
-    celery_app.conf.update(broker_url=url)
+    celery_app.conf.update(broker_url=url, broker_transport=broker.transport_for(url))
 
 
 class MemoryBroker:
