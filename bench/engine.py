@@ -982,7 +982,69 @@ def model_steps_peak(run_ids: Sequence[uuid.UUID]) -> int:
     return peak
 
 
-def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, Any]) -> None:
+def sdk_alone(port: int, runs: int) -> tuple[float, float]:
+    """The concurrency case with no engine and no database: ``runs`` runs of 3 model calls
+    made straight through the OpenAI SDK, all at once, in this one process, as the
+    activities worker makes them (``AsyncOpenAI`` on aiohttp, streamed, the provider's
+    own ``_post_chat``). Returns (wall seconds, CPU seconds of this process).
+
+    What no engine can beat on this machine: the SDK's own CPU per call decides how many
+    calls one process keeps in flight.
+    """
+    import openai
+
+    from agentmaestro.agents.providers.openai_compat import _post_chat
+
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "echo",
+                "description": "Echo",
+                "parameters": {"type": "object", "properties": {"value": {}}},
+            },
+        }
+    ]
+
+    async def main() -> float:
+        client = openai.AsyncOpenAI(
+            api_key="bench-not-a-key",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            max_retries=0,
+            http_client=openai.DefaultAioHttpClient(),
+        )
+
+        async def one_run() -> None:
+            messages: list[dict[str, Any]] = [{"role": "user", "content": "go"}]
+            for _ in range(3):
+                body = {
+                    "model": "fake",
+                    "messages": messages,
+                    "tools": tools,
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                }
+                stream = await _post_chat(client, body, 30.0, True)
+                async with stream:
+                    async for _chunk in stream:
+                        pass
+                messages = [*messages, {"role": "assistant", "content": "x"}]
+
+        started = time.perf_counter()
+        try:
+            await asyncio.gather(*(one_run() for _ in range(runs)))
+            return time.perf_counter() - started
+        finally:
+            await client.close()
+
+    cpu = time.process_time()
+    wall = asyncio.run(main())
+    return wall, time.process_time() - cpu
+
+
+def concurrency_phase(
+    fx: Fixtures, plan: Plan, procs: ProcessPoolExecutor, tmp: Path, results: dict[str, Any]
+) -> None:
     use_openai = openai_available()
     server = None
     if use_openai:
@@ -1028,6 +1090,15 @@ def concurrency_phase(fx: Fixtures, plan: Plan, tmp: Path, results: dict[str, An
         for n in plan.concurrency:
             ids = create_runs(agent, fx.user, n)
             if server:
+                # The same calls with no engine: the SDK alone, in one process.
+                server.reset()
+                sdk_wall, sdk_cpu = procs.submit(sdk_alone, server.port, n).result()
+                results[f"sdk_alone_wall_s_{n}"] = round(sdk_wall, 2)
+                results[f"sdk_alone_cpu_ms_per_call_{n}"] = round(1000 * sdk_cpu / (3 * n), 2)
+                log(
+                    f"concurrency {n}, the OpenAI SDK alone: {sdk_wall:.2f} s, peak in flight "
+                    f"{server.peak}, {1000 * sdk_cpu / (3 * n):.1f} ms CPU per call"
+                )
                 server.reset()
             cpu_before = [common.process_cpu_seconds(w.pid) for w in workers]
             # Capped, to keep the benchmark's length bounded: past the cap the figure is a
@@ -1166,6 +1237,17 @@ def report(results: dict[str, Any]) -> list[common.Row]:
                     1.5 if n == 200 else 2.0,
                 )
             )
+        if f"sdk_alone_wall_s_{n}" in results:
+            rows.append(
+                common.Row(
+                    f"wall, {n} runs x 3 calls, the OpenAI SDK alone (vs ideal)",
+                    results[f"sdk_alone_wall_s_{n}"],
+                    3.0,
+                    "s",
+                    None,
+                    None,
+                )
+            )
     return rows
 
 
@@ -1234,7 +1316,7 @@ def main() -> None:
                         for worker in workers:
                             common.stop_process(worker)
             if "concurrency" in cases:
-                concurrency_phase(fx, plan, tmp, results)
+                concurrency_phase(fx, plan, procs, tmp, results)
     finally:
         procs.shutdown(wait=True, cancel_futures=True)
 

@@ -21,17 +21,20 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
+# kombu's type stubs leave out the channel's private client factory.
+_kombu_create_client: Any = kombu_redis.Channel._create_client  # type: ignore[attr-defined]
+
 
 class Channel(kombu_redis.Channel):
     _shared_client: Any = None
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:
-            return super()._create_client(asynchronous=True)
+            return _kombu_create_client(self, asynchronous=True)
         pool = self.pool
         client = self._shared_client
         if client is None or client.connection_pool is not pool:
-            client = self._shared_client = super()._create_client()
+            client = self._shared_client = _kombu_create_client(self)
         return client
 
 
