@@ -15,7 +15,8 @@ An *iteration* is one model call plus one tool call. Cases (bench/README.md):
     processes (10 runs each) as our 2 workers;
   - the floor: the exact SQL our engine issued for one whole run (captured in-process with
     Django's ``execute_wrapper``), replayed by plain psycopg on 20 connections (2
-    processes x 10 threads), with no Django or Celery between statements.
+    processes x 10 threads, connections kept across batches as a worker keeps its own),
+    with no Django or Celery between statements.
   SQL statements, round trips, commits, reconnects and Celery messages per iteration come
   from that in-process capture (bench/README.md: how to count the distributed setup's).
 * bytes: relation bytes written per iteration (growth of the data pages of every table
@@ -28,7 +29,9 @@ An *iteration* is one model call plus one tool call. Cases (bench/README.md):
   chat-completions format if the ``openai`` provider exists, else the scripted provider
   with ``delay_ms: 1000``. Ticks on one worker, activities on another
   (``--pool threads --concurrency 1000``; model calls as AGENTMAESTRO_MODEL_CALLS says,
-  by default ``async``: on its event loop). Also the workers' CPU per model call.
+  by default ``async``: on its event loop). Also the workers' CPU per model call, and,
+  beside each, the same calls made by the OpenAI SDK alone in one process (no engine, no
+  database): what no engine can beat on this machine.
 
 The last line printed is ``RESULT {json}``.
 """
