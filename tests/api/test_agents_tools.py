@@ -151,3 +151,23 @@ def test_members_cannot_define_tools(api: Clients, role: str) -> None:
 )
 def test_invalid_tools_are_a_422(api: Clients, body: dict[str, Any], code: str) -> None:
     assert_error(api.admin.post("/workspaces/acme/tools/", body), 422, code)
+
+
+def test_timestamps_leave_the_api_in_one_form(api: Clients, personas: Personas) -> None:
+    """Every timestamp the API returns is written as events and snapshots write theirs
+    (common.time.iso: ``+00:00``), not in pydantic's own form (``Z``)."""
+    from agentmaestro.common.time import iso
+    from agentmaestro.workspaces.models import Workspace
+
+    ToolDefinition.objects.create(workspace=personas.workspace, name="echo", executor="builtin")
+    agent = Agent.objects.get(id=personas.agent.id)
+    got = api.member.get("/workspaces/acme/agents/helper/").json()
+    assert (got["created_at"], got["updated_at"]) == (iso(agent.created_at), iso(agent.updated_at))
+    workspace = api.member.get("/workspaces/acme/").json()
+    assert workspace["created_at"] == iso(Workspace.objects.get(slug="acme").created_at)
+    tools = api.member.get("/workspaces/acme/tools/").json()["items"]
+    by_name = {t.name: t for t in ToolDefinition.objects.filter(workspace__slug="acme")}
+    assert tools
+    assert all(t["created_at"] == iso(by_name[t["name"]].created_at) for t in tools)
+    stamps = [got["created_at"], workspace["created_at"], *(t["created_at"] for t in tools)]
+    assert all(s.endswith("+00:00") for s in stamps), stamps

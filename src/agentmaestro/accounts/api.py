@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from pydantic import Field
 
 from agentmaestro.accounts.models import ApiToken
 from agentmaestro.accounts.services import api_token_create, api_token_list, api_token_revoke
-from agentmaestro.common.api import READ_ERRORS, WRITE_ERRORS, IntIdPath, Text, request_user
+from agentmaestro.common.api import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    IntIdPath,
+    Text,
+    Timestamp,
+    request_user,
+)
 
 router = Router(tags=["me"])
 
@@ -28,9 +33,9 @@ class TokenOut(Schema):
     id: int
     name: str
     prefix: str = Field(description="The token's first characters, to recognise it.")
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    revoked_at: Timestamp | None
 
 
 class TokenCreatedOut(TokenOut):

@@ -3,7 +3,6 @@ admins and owners create, change and delete them. An agent is named by id or slu
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from django.http import HttpRequest
@@ -20,6 +19,7 @@ from agentmaestro.common.api import (
     JsonObject,
     Slug,
     Text,
+    Timestamp,
     WorkspacePath,
     request_user,
 )
@@ -76,8 +76,8 @@ class AgentOut(Schema):
     max_tool_calls: int
     max_tokens: int
     max_wall_seconds: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class AgentListOut(Schema):

@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from typing import Annotated, Any, cast
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse
 from ninja import Schema
 from ninja.params import functions as param
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, PlainSerializer, StringConstraints, WithJsonSchema
 
 from agentmaestro.common.errors import AppError, PermissionDenied
+from agentmaestro.common.time import iso
 from agentmaestro.workspaces.models import Role
+
+# A timestamp in a response: the one textual form events and snapshots use too
+# (common.time.iso: ISO 8601 with "+00:00", to the microsecond), not the renderer's own
+# (milliseconds, "Z").
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(iso, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 
 class ErrorOut(Schema):

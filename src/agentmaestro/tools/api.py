@@ -3,7 +3,6 @@ member reads them, admins and owners define new ones."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest
@@ -17,6 +16,7 @@ from agentmaestro.common.api import (
     JsonObject,
     Ref,
     Text,
+    Timestamp,
     WorkspacePath,
     request_user,
 )
@@ -53,7 +53,7 @@ class ToolOut(Schema):
     executor: ExecutorKind
     target_agent_id: str | None
     timeout_seconds: int
-    created_at: datetime
+    created_at: Timestamp
 
 
 class ToolListOut(Schema):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
@@ -15,6 +13,7 @@ from agentmaestro.common.api import (
     IntIdPath,
     Slug,
     Text,
+    Timestamp,
     WorkspacePath,
     request_user,
 )
@@ -44,7 +43,7 @@ class WorkspaceOut(Schema):
     id: str
     slug: str
     name: str
-    created_at: datetime
+    created_at: Timestamp
     role: Role = Field(description="Your role in it.")
 
 
@@ -65,7 +64,7 @@ class MemberOut(Schema):
     user_id: int
     username: str
     role: Role
-    created_at: datetime
+    created_at: Timestamp
 
 
 class MemberListOut(Schema):
