@@ -120,6 +120,17 @@ def test_a_stopping_executor_gives_back_its_leases_for_the_reconciler(
     assert ("runs.model_call", step.id) in memory_broker.drain()
 
 
+def test_stopping_twice_is_a_no_op(local_executor: Enable) -> None:
+    """Celery may signal both a worker's and its process's shutdown (and the tests stop
+    an executor their fixture stops again): the second stop must not wait on the event
+    loop the first one stopped (it waited 5 s for the SDK clients to close there)."""
+    running = local_executor()
+    running.shutdown(timeout=0.1)
+    started = time.monotonic()
+    running.shutdown(timeout=0.1)
+    assert time.monotonic() - started < 1.0
+
+
 def test_a_call_past_its_time_limit_fails_as_a_provider_timeout(
     personas: Personas,
     memory_broker: MemoryBroker,

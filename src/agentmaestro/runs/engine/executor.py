@@ -73,6 +73,7 @@ class ModelCallExecutor:
         self._lock = threading.Condition()
         self._calls = 0  # accepted and not finished
         self._accepting = True
+        self._stopping = False
         self._claims: dict[int, Claim] = {}  # step id -> its live claim (for a stop)
         self._loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -214,8 +215,15 @@ class ModelCallExecutor:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop taking calls, let those in flight finish for up to ``timeout`` seconds,
-        then give back the leases of the rest so the reconciler hands them on at once."""
+        then give back the leases of the rest so the reconciler hands them on at once.
+
+        Once only: a second call (Celery may signal both a worker's and its process's
+        shutdown) returns at once instead of waiting on the loop the first one stopped.
+        """
         with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
             self._accepting = False
             self._lock.notify_all()
         deadline = time.monotonic() + timeout
