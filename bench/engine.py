@@ -985,6 +985,36 @@ def model_steps_peak(run_ids: Sequence[uuid.UUID]) -> int:
     return peak
 
 
+def call_timeline(run_ids: Sequence[uuid.UUID], t0: float, latency: float) -> dict[str, float]:
+    """Where a concurrency batch's time goes, from its MODEL_CALL steps' timestamps.
+
+    ``first_call_*_s``: when each run's first call was created, in seconds after the
+    batch's first tick was enqueued (``t0``, wall clock): the ramp of first steps.
+    ``call_overhead_*_ms``: how long each call took beyond the model's own ``latency``,
+    from its step's creation to its result (hand-over, claim, conversation, queueing).
+    """
+    from agentmaestro.runs.models import AgentStep
+
+    first: dict[uuid.UUID, tuple[int, float]] = {}
+    extra: list[float] = []
+    for run_id, index, created, finished in AgentStep.objects.filter(
+        run_id__in=list(run_ids), kind="MODEL_CALL"
+    ).values_list("run_id", "index", "created_at", "finished_at"):
+        if run_id not in first or index < first[run_id][0]:
+            first[run_id] = (index, created.timestamp())
+        if finished is not None:
+            extra.append((finished - created).total_seconds() - latency)
+    starts = [created - t0 for _, created in first.values()]
+    if not starts or not extra:
+        return {}
+    return {
+        "first_call_p50_s": round(common.median(starts), 3),
+        "first_call_max_s": round(max(starts), 3),
+        "call_overhead_p50_ms": round(1000 * common.percentile(extra, 50), 1),
+        "call_overhead_p90_ms": round(1000 * common.percentile(extra, 90), 1),
+    }
+
+
 def sdk_alone(port: int, runs: int) -> tuple[float, float]:
     """The concurrency case with no engine and no database: ``runs`` runs of 3 model calls
     made straight through the OpenAI SDK, all at once, in this one process, as the
@@ -1107,6 +1137,7 @@ def concurrency_phase(
             # Capped, to keep the benchmark's length bounded: past the cap the figure is a
             # lower bound and the result says so (wall_timed_out_N, runs_completed_N).
             cap = CONCURRENCY_CAP_S
+            t0 = time.time()
             try:
                 wall = start_and_wait(ids, poller, timeout=cap)
                 timed_out = False
@@ -1134,11 +1165,20 @@ def concurrency_phase(
             # The worker's main process only: not its prefork children.
             results[f"activities_cpu_ms_per_call_{n}"] = round(1000 * activities_cpu / (3 * n), 2)
             results[f"ticks_cpu_ms_per_run_{n}"] = round(1000 * ticks_cpu / n, 2)
+            timeline = call_timeline(ids, t0, server.latency if server else 1.0)
+            results.update({f"{key}_{n}": value for key, value in timeline.items()})
             log(
                 f"concurrency {n}: {'>= ' if timed_out else ''}{wall:.2f} s (ideal 3 s), "
                 f"{done}/{n} completed, peak in flight {peak}, activities worker "
                 f"{1000 * activities_cpu / (3 * n):.1f} ms CPU per model call"
             )
+            if timeline:
+                log(
+                    f"concurrency {n}: first calls created {timeline['first_call_p50_s']:.2f} s "
+                    f"(p50) to {timeline['first_call_max_s']:.2f} s after the start; each call "
+                    f"{timeline['call_overhead_p50_ms']:.0f} ms (p50), "
+                    f"{timeline['call_overhead_p90_ms']:.0f} ms (p90) beyond the model's 1 s"
+                )
             if timed_out:
                 break
     finally:
