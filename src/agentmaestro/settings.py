@@ -71,7 +71,7 @@ def _database() -> dict[str, Any]:
             )
         )
         # Bind parameters on the server and prepare statements used 5+ times: the event
-        # append's array parameters cost 0.1-0.2 ms per commit to quote client-side
+        # append's parameters (arrays then) cost 0.1-0.2 ms per commit to quote client-side
         # (bench/events.py: 8 writers went from 0.53x to 0.62x of plain psycopg).
         db.setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
         if CONFIG.db_pool_size:

@@ -249,12 +249,9 @@ def work_done() -> int:
     return RunEvent.objects.exclude(type="tool_call.updated").count()
 
 
-def more_work_than(count: int) -> Callable[[], bool]:
-    return lambda: work_done() > count
-
-
-def more_work_than_or_all_done(count: int, runs: list[AgentRun]) -> Callable[[], bool]:
-    return lambda: work_done() > count or unfinished(runs) == 0
+def more_work_than(count: int, or_all_done: list[AgentRun] | None = None) -> Callable[[], bool]:
+    """Workers wrote more than ``count`` events (or every run of ``or_all_done`` ended)."""
+    return lambda: work_done() > count or (or_all_done is not None and unfinished(or_all_done) == 0)
 
 
 def unfinished(runs: list[AgentRun]) -> int:
@@ -405,7 +402,7 @@ def test_a_restarted_redis_that_forgot_every_message_loses_no_run(
     workers.start()
     for restart in (1, 2):
         wait_reconciling(
-            more_work_than_or_all_done(work_done() + 5, runs),
+            more_work_than(work_done() + 5, or_all_done=runs),
             90,
             "the worker made progress",
             workers.supervise,

@@ -73,7 +73,6 @@ class ModelCallExecutor:
         self._lock = threading.Condition()
         self._calls = 0  # accepted and not finished
         self._accepting = True
-        self._stopping = False
         self._claims: dict[int, Claim] = {}  # step id -> its live claim (for a stop)
         self._loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -221,9 +220,8 @@ class ModelCallExecutor:
         shutdown) returns at once instead of waiting on the loop the first one stopped.
         """
         with self._lock:
-            if self._stopping:
+            if not self._accepting:
                 return
-            self._stopping = True
             self._accepting = False
             self._lock.notify_all()
         deadline = time.monotonic() + timeout

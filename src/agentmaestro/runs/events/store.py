@@ -35,10 +35,10 @@ WITH bump AS (
 )
 INSERT INTO runs_runevent (run_id, seq, type, version, payload, created_at)
 -- The i-th new event (1-based) gets old_last_seq + i = new_last_seq - k + i.
-SELECT %(run_id)s, bump.last_seq - %(k)s + e.ord, e.type, e.version, e.payload, %(now)s
-FROM bump,
-     unnest(%(types)s::text[], %(versions)s::int[], %(payloads)s::json[])
-         WITH ORDINALITY AS e(type, version, payload, ord)
+-- The events are one JSON text (events_json): ->2 on the json type is a payload's own text.
+SELECT %(run_id)s, bump.last_seq - %(k)s + e.ord, e.event ->> 0, (e.event ->> 1)::int,
+       e.event -> 2, %(now)s
+FROM bump, json_array_elements(%(events)s::json) WITH ORDINALITY AS e(event, ord)
 RETURNING seq, (SELECT workspace_id FROM bump), (SELECT status FROM bump)
 """
 
@@ -92,6 +92,18 @@ def append_events(
 Checked = list[tuple[str, int, dict[str, Any]]]
 
 
+def events_json(checked: Checked) -> str:
+    """Checked events as PostgreSQL statements take them: one JSON text of
+    ``[type, version, payload]`` triples, split by ``json_array_elements``. One text
+    parameter costs the client far less to send than an array per column (psycopg dumps
+    lists in Python, element by element: 16% of a busy worker's Python time)."""
+    triples = (
+        f"[{json.dumps(type_)},{version},{payload_text(payload)}]"
+        for type_, version, payload in checked
+    )
+    return "[" + ",".join(triples) + "]"
+
+
 def check_events(events: Sequence[NewEvent]) -> Checked:
     """Validate each payload against its newest contract: (type, version, JSON-ready payload)."""
     return [(event.type, *registry.validate(event.type, event.payload)) for event in events]
@@ -134,9 +146,7 @@ def _append_postgresql(run_id: uuid.UUID, checked: Checked, now: Any) -> tuple[i
                 "k": len(checked),
                 "run_id": run_id,
                 "now": now,
-                "types": [type_ for type_, _, _ in checked],
-                "versions": [version for _, version, _ in checked],
-                "payloads": [payload_text(payload) for _, _, payload in checked],
+                "events": events_json(checked),
             },
         )
         rows = cursor.fetchall()

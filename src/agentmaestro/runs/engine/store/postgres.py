@@ -21,7 +21,7 @@ from agentmaestro.runs.engine.store.rows import (
     Stale,
     Written,
 )
-from agentmaestro.runs.events.store import check_events, payload_text, stored_events
+from agentmaestro.runs.events.store import check_events, events_json, stored_events
 from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
 from agentmaestro.runs.states import StepKind
 from agentmaestro.tools.models import ToolDefinition
@@ -244,10 +244,9 @@ WITH bump AS (
                 attempt int, created_at timestamptz, started_at timestamptz,
                 finished_at timestamptz, lease_expires_at timestamptz)
 ), events AS (
-    -- The i-th event (1-based) gets old_last_seq + i = new_last_seq - k + i. Events come
-    -- as one JSON text of [type, version, payload] triples: on the json type, ->2 is the
-    -- payload's own text, stored as written (one text parameter costs the client far
-    -- less to send than three arrays).
+    -- The i-th event (1-based) gets old_last_seq + i = new_last_seq - k + i. The events
+    -- are one JSON text (events/store.events_json): ->2 on the json type is a payload's
+    -- own text, stored as written.
     INSERT INTO runs_runevent (run_id, seq, type, version, payload, created_at)
     SELECT %(run_id)s, bump.last_seq - %(k)s + e.ord, e.event ->> 0, (e.event ->> 1)::int,
            e.event -> 2, %(now)s
@@ -356,12 +355,7 @@ def write_changes(changes: Changes, now: datetime) -> Written:
                 for c, step_index in changes.new_calls
             ]
         ),
-        "events": "["
-        + ",".join(
-            f"[{json.dumps(type_)},{version},{payload_text(payload)}]"
-            for type_, version, payload in checked
-        )
-        + "]",
+        "events": events_json(checked),
     }
     with connection.cursor() as cursor:
         cursor.execute(_PG_WRITE, params)
