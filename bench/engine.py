@@ -664,16 +664,22 @@ def relation_bytes(url: str, tables: Sequence[str]) -> int:
     indexes (main forks only). The free space and visibility maps are left out: vacuum
     creates them at moments of its own choosing (24 KB at once), which is noise here, not
     bytes a run wrote."""
+    return sum(relation_parts(url, tables).values())
+
+
+def relation_parts(url: str, tables: Sequence[str]) -> dict[str, int]:
+    """``relation_bytes`` by part: each table's heap (with its TOAST) and its indexes."""
     with plain(url=url) as conn:
-        row = conn.execute(
-            "SELECT coalesce(sum(pg_relation_size(r.oid, 'main')), 0) FROM pg_class t"
+        rows = conn.execute(
+            "SELECT t.relname, r.relkind = 'i' AND r.relname NOT LIKE 'pg_toast%%',"
+            "       sum(pg_relation_size(r.oid, 'main')) FROM pg_class t"
             " JOIN pg_class r ON r.oid = t.oid OR r.oid = t.reltoastrelid"
             "   OR r.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid"
             "                 OR indrelid = t.reltoastrelid)"
-            " WHERE t.relname = ANY(%s) AND t.relkind = 'r'",
+            " WHERE t.relname = ANY(%s) AND t.relkind = 'r' GROUP BY 1, 2",
             (list(tables),),
-        ).fetchone()
-    return int(row[0])
+        ).fetchall()
+    return {f"{name}{' indexes' if index else ''}": int(size) for name, index, size in rows}
 
 
 def lg_blob_bytes(url: str) -> int:
@@ -816,12 +822,17 @@ def bytes_phase(
         agent = scripted_agent(fx, n)
         # From before the runs exist: their rows and run.created events count, as
         # LangGraph's first checkpoint of a thread does.
-        size = relation_bytes(url, OUR_TABLES)
+        before = relation_parts(url, OUR_TABLES)
         ids = create_runs(agent, fx.user, plan.bytes_runs)
         iterations = plan.bytes_runs * n
         start_and_wait(ids, poller)
-        ours = (relation_bytes(url, OUR_TABLES) - size) / iterations
+        after = relation_parts(url, OUR_TABLES)
+        parts = {k: (v - before.get(k, 0)) / iterations for k, v in after.items()}
+        ours = sum(parts.values())
         results[f"bytes_per_iteration_{n}"] = round(ours)
+        results[f"bytes_per_iteration_by_relation_{n}"] = {
+            k: round(v) for k, v in sorted(parts.items()) if v
+        }
         size, blobs = relation_bytes(lg_url, LG_TABLES), lg_blob_bytes(lg_url)
         lg_side(procs, plan.bytes_runs, n)
         theirs = (relation_bytes(lg_url, LG_TABLES) - size) / iterations

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from agentmaestro.agents.models import Agent
+from agentmaestro.common.time import iso
 from agentmaestro.runs import dispatch
 from agentmaestro.runs.models import AgentRun, AgentStep, RunEvent, ToolCall
 from agentmaestro.runs.services.runs import run_add_note, run_create
@@ -137,6 +138,34 @@ def assert_page_matches_database(page: Page, run: AgentRun) -> None:
         expect(page.locator("#outcome .answer")).to_have_text(fresh.output["text"])
     else:
         expect(page.locator("#outcome")).to_contain_text(fresh.error["message"])
+    # The times the page folded from the events (step and call times are the events'
+    # own: docs/events.md) are the rows'.
+    step_times, call_times = off_thread(
+        lambda: (
+            [
+                [i, iso(c), iso(f)]
+                for i, c, f in AgentStep.objects.filter(run=run)
+                .order_by("index")
+                .values_list("index", "created_at", "finished_at")
+            ],
+            sorted(
+                [str(i), iso(c), iso(s), iso(f)]
+                for i, c, s, f in ToolCall.objects.filter(run=run).values_list(
+                    "id", "created_at", "started_at", "finished_at"
+                )
+            ),
+        )
+    )
+    folded_steps, folded_calls = page.evaluate(
+        """() => [
+            [...window.amRun.state.steps.values()].sort((a, b) => a.index - b.index)
+                .map((s) => [s.index, s.created_at, s.finished_at]),
+            [...window.amRun.state.calls.values()]
+                .map((c) => [c.id, c.created_at, c.started_at, c.finished_at]).sort(),
+        ]"""
+    )
+    assert folded_steps == step_times
+    assert sorted(folded_calls) == call_times
     # The waterfall has a bar per model turn and per tool call.
     model_steps = off_thread(lambda: AgentStep.objects.filter(run=run, kind="MODEL_CALL").count())
     expect(page.locator("#waterfall .wf-model")).to_have_count(model_steps)

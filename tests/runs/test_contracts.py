@@ -5,6 +5,7 @@ import copy
 import pytest
 from pydantic import JsonValue
 
+from agentmaestro.common.time import iso
 from agentmaestro.runs.events import docs
 from agentmaestro.runs.events.contracts import (
     EventPayload,
@@ -17,7 +18,8 @@ from agentmaestro.runs.events.types import StoredEvent
 from agentmaestro.runs.models import RunEvent
 from agentmaestro.runs.replay import ReplayError, fold
 from agentmaestro.runs.selectors import run_events_since
-from agentmaestro.runs.services.steps import tool_call_create
+from agentmaestro.runs.services.steps import step_append, step_update, tool_call_create
+from agentmaestro.runs.states import StepKind, StepStatus
 from tests.factories import Personas
 from tests.replay import assert_replays
 
@@ -123,23 +125,61 @@ def test_stored_old_versions_are_upcast_when_read(
     ]
 
 
-def test_a_stored_v1_tool_call_created_reads_as_v2_and_keeps_its_key(personas: Personas) -> None:
-    """tool_call.created v1 repeated the call's idempotency key; v2 leaves it out (it is
-    always <run id>:<call id>). A v1 row reads as v2, and the fold derives the same key
-    the snapshot shows."""
+def test_a_stored_v1_tool_call_created_reads_as_v3_and_keeps_its_key(personas: Personas) -> None:
+    """tool_call.created v1 repeated the call's idempotency key (v2 left it out: it is
+    always <run id>:<call id>) and its times (v3 leaves them to the event). A v1 row
+    reads as v3, and the fold derives the same key and times the snapshot shows."""
     run = personas.run()
     call = tool_call_create(run_id=run.id, step=None, tool_name="search", arguments={"q": "x"})
     event = RunEvent.objects.get(run=run, type="tool_call.created")
-    assert event.version == 2
-    assert "idempotency_key" not in event.payload
-    RunEvent.objects.filter(run=run, seq=event.seq).update(
-        version=1, payload={**event.payload, "idempotency_key": f"{run.id}:{call.id}"}
-    )
+    assert event.version == 3
+    assert not {"idempotency_key", "created_at", "started_at", "finished_at"} & set(event.payload)
+    v1 = {
+        **event.payload,
+        "idempotency_key": f"{run.id}:{call.id}",
+        "created_at": iso(call.created_at),
+        "started_at": None,
+        "finished_at": None,
+    }
+    RunEvent.objects.filter(run=run, seq=event.seq).update(version=1, payload=v1)
 
     read = [e for e in run_events_since(run.id) if e.type == "tool_call.created"]
-    assert [(e.version, e.payload) for e in read] == [(2, event.payload)]
+    assert [(e.version, e.payload) for e in read] == [(3, event.payload)]
     snapshot = assert_replays(run.id)
     assert snapshot["tool_calls"][0]["idempotency_key"] == f"{run.id}:{call.id}"
+    assert snapshot["tool_calls"][0]["created_at"] == iso(event.created_at)
+
+
+def test_stored_v1_step_events_read_as_v2_and_fold_to_the_same_snapshot(
+    personas: Personas,
+) -> None:
+    """step.created and step.updated v1 repeated the step's times; v2 leaves them to the
+    event's envelope. Rows written as v1 read as v2, and the fold still gives the
+    snapshot's times."""
+    run = personas.run()
+    step = step_append(run_id=run.id, kind=StepKind.MODEL_CALL, payload={"turn": 0})
+    step = step_update(
+        run_id=run.id, index=step.index, status=StepStatus.COMPLETED, payload={"turn": 0}
+    )
+    created = RunEvent.objects.get(run=run, type="step.created")
+    updated = RunEvent.objects.get(run=run, type="step.updated")
+    assert (created.version, updated.version) == (2, 2)
+    assert "created_at" not in created.payload
+    assert "finished_at" not in updated.payload
+    RunEvent.objects.filter(run=run, seq=created.seq).update(
+        version=1,
+        payload={**created.payload, "created_at": iso(step.created_at), "finished_at": None},
+    )
+    RunEvent.objects.filter(run=run, seq=updated.seq).update(
+        version=1, payload={**updated.payload, "finished_at": iso(step.finished_at)}
+    )
+
+    read = {e.type: (e.version, e.payload) for e in run_events_since(run.id)}
+    assert read["step.created"] == (2, created.payload)
+    assert read["step.updated"] == (2, updated.payload)
+    snapshot = assert_replays(run.id)
+    assert snapshot["steps"][0]["created_at"] == iso(step.created_at)
+    assert snapshot["steps"][0]["finished_at"] == iso(step.finished_at)
 
 
 def test_every_registered_type_has_a_fold_rule(personas: Personas) -> None:

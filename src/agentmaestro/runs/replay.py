@@ -10,9 +10,10 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from agentmaestro.common.time import iso
 from agentmaestro.runs.events.types import StoredEvent
 from agentmaestro.runs.models import idempotency_key
-from agentmaestro.runs.states import RunStatus
+from agentmaestro.runs.states import TOOL_CALL_FINAL, RunStatus, StepStatus
 
 
 class ReplayError(Exception):
@@ -41,6 +42,7 @@ def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
             raise ReplayError(f"expected seq {last_seq + 1}, got {event.seq}")
         last_seq = event.seq
         p = copy.deepcopy(event.payload)
+        at = iso(event.created_at)
         if event.type == "run.created":
             if run is not None:
                 raise ReplayError("run.created twice")
@@ -87,6 +89,7 @@ def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
                 }
             case "run.note":
                 pass
+            # A step's and a new call's times are the event's own (the contracts say so).
             case "step.created":
                 _add_usage(run, p)
                 steps[p["index"]] = {
@@ -94,8 +97,8 @@ def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
                     "kind": p["kind"],
                     "status": p["status"],
                     "payload": p["payload"],
-                    "created_at": p["created_at"],
-                    "finished_at": p.get("finished_at"),
+                    "created_at": at,
+                    "finished_at": None if p["status"] == StepStatus.STARTED else at,
                 }
                 run["step_count"] = max(run["step_count"], p["index"])
             case "step.updated":
@@ -104,8 +107,9 @@ def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
                 step["status"] = p["status"]
                 if p.get("payload") is not None:
                     step["payload"] = p["payload"]
-                step["finished_at"] = p.get("finished_at")
+                step["finished_at"] = None if p["status"] == StepStatus.STARTED else at
             case "tool_call.created":
+                finished = p["status"] in TOOL_CALL_FINAL
                 calls[p["id"]] = {
                     "id": p["id"],
                     "step_index": p["step_index"],
@@ -118,9 +122,9 @@ def fold(events: Iterable[StoredEvent]) -> dict[str, Any]:
                     "result": p.get("result"),
                     "error": p.get("error"),
                     "idempotency_key": idempotency_key(event.run_id, p["id"]),
-                    "created_at": p["created_at"],
-                    "started_at": p.get("started_at"),
-                    "finished_at": p.get("finished_at"),
+                    "created_at": at,
+                    "started_at": at if finished and p.get("attempt") else None,
+                    "finished_at": at if finished else None,
                 }
                 run["tool_call_count"] += 1
             case "tool_call.updated":

@@ -185,6 +185,34 @@ class StepCreatedV1(EventPayload):
 
 
 @registry.contract(
+    "step.created",
+    2,
+    "A step was appended to the run, at the event's `created_at`. A step created already "
+    "finished (status not `STARTED`: a TOOL_CALL, an OBSERVATION, a MESSAGE) finished at "
+    "that same time and needs no `step.updated`. The step's times are the event's own, "
+    "so they are not repeated in the payload (v1 carried `created_at` and `finished_at`).",
+)
+class StepCreatedV2(EventPayload):
+    index: int
+    kind: StepKind
+    status: StepStatus
+    payload: dict[str, JsonValue]
+
+
+def _without(*names: str) -> Upcaster:
+    """An upcaster that drops fields: times the event's envelope carries (its
+    ``created_at``), which every writer sets from the same clock reading as the rows."""
+
+    def upcast(payload: Payload) -> Payload:
+        return {k: v for k, v in payload.items() if k not in names}
+
+    return upcast
+
+
+registry.upcaster("step.created", 1)(_without("created_at", "finished_at"))
+
+
+@registry.contract(
     "step.updated", 1, "A step changed status; `payload`, when present, replaces the old one."
 )
 class StepUpdatedV1(EventPayload):
@@ -192,6 +220,21 @@ class StepUpdatedV1(EventPayload):
     status: StepStatus
     payload: dict[str, JsonValue] | None = None
     finished_at: str | None = None
+
+
+@registry.contract(
+    "step.updated",
+    2,
+    "A step changed status; `payload`, when present, replaces the old one. A step that "
+    "leaves `STARTED` finished at the event's `created_at` (v1 repeated it as `finished_at`).",
+)
+class StepUpdatedV2(EventPayload):
+    index: int
+    status: StepStatus
+    payload: dict[str, JsonValue] | None = None
+
+
+registry.upcaster("step.updated", 1)(_without("finished_at"))
 
 
 @registry.contract(
@@ -244,6 +287,31 @@ class ToolCallCreatedV2(EventPayload):
 def _tool_call_created_v1_to_v2(payload: Payload) -> Payload:
     # The key was derived from the run and call ids, which readers have anyway.
     return {k: v for k, v in payload.items() if k != "idempotency_key"}
+
+
+@registry.contract(
+    "tool_call.created",
+    3,
+    "The model asked for a tool call, at the event's `created_at`. A call created already "
+    "finished (refused before running, or a built-in tool run inside the step) carries its "
+    "`attempt`, `result` and `error` and needs no `tool_call.updated`: it finished at the "
+    "event's time, and if it ran (`attempt` 1 or more) it started then too. Its times are "
+    "the event's own, so they are not repeated (v2 carried `created_at`, `started_at` and "
+    "`finished_at`).",
+)
+class ToolCallCreatedV3(EventPayload):
+    id: str
+    step_index: int | None
+    tool_name: str
+    provider_call_id: str
+    arguments: JsonValue
+    status: ToolCallStatus
+    attempt: int = 0
+    result: JsonValue = None
+    error: RunError | None = None
+
+
+registry.upcaster("tool_call.created", 2)(_without("created_at", "started_at", "finished_at"))
 
 
 @registry.contract(

@@ -57,12 +57,18 @@ class RunNotFound(NotFound):
     code = "run_not_found"
 
 
-def append_event(run_id: uuid.UUID, type: str, payload: dict[str, Any]) -> StoredEvent:
-    return append_events(run_id, [NewEvent(type, payload)])[0]
+def append_event(
+    run_id: uuid.UUID, type: str, payload: dict[str, Any], *, now: datetime | None = None
+) -> StoredEvent:
+    return append_events(run_id, [NewEvent(type, payload)], now=now)[0]
 
 
 def append_events(
-    run_id: uuid.UUID, events: Sequence[NewEvent], *, broadcast: bool = True
+    run_id: uuid.UUID,
+    events: Sequence[NewEvent],
+    *,
+    broadcast: bool = True,
+    now: datetime | None = None,
 ) -> list[StoredEvent]:
     """Append ``events`` to the run's log in the current transaction (or a new one).
 
@@ -70,11 +76,14 @@ def append_events(
     writes nothing. Broadcasting happens only after commit; a rollback sends nothing
     and consumes no sequence number. ``broadcast=False``: the caller announces the
     events itself (``announce_on_commit``), with other messages that must go first.
+    ``now``: the events' time, by default the clock's. A writer whose rows' times the
+    events stand for (a step's ``created_at``, say: the contracts leave those times to
+    the event) passes the reading it stamped the rows with.
     """
     if not events:
         return []
     checked = check_events(events)
-    now = timezone.now()
+    now = now or timezone.now()
     # Inside the caller's transaction no savepoint is needed (it would cost a round trip):
     # the caller's atomic block decides. Alone, the append is its own transaction.
     block = nullcontext() if connection.in_atomic_block else transaction.atomic()

@@ -21,14 +21,17 @@ def tool_call_updated_payload(call: ToolCall) -> dict[str, Any]:
     }
 
 
+# A step's and a new call's times are not in these payloads: they are the time of the
+# event that announces them (its envelope's ``created_at``), so every writer stamps the
+# rows and appends their events with one clock reading (``append_events(now=...)``).
+
+
 def step_created_payload(step: AgentStep) -> dict[str, Any]:
     return {
         "index": step.index,
         "kind": step.kind,
         "status": step.status,
         "payload": step.payload,
-        "created_at": iso(step.created_at),
-        "finished_at": iso(step.finished_at),
     }
 
 
@@ -37,7 +40,6 @@ def step_updated_payload(step: AgentStep, *, with_payload: bool = True) -> dict[
         "index": step.index,
         "status": step.status,
         "payload": step.payload if with_payload else None,
-        "finished_at": iso(step.finished_at),
     }
 
 
@@ -49,16 +51,9 @@ def tool_call_created_payload(call: ToolCall, step_index: int | None) -> dict[st
         "provider_call_id": call.provider_call_id,
         "arguments": call.arguments,
         "status": call.status,
-        "created_at": iso(call.created_at),
     }
     if call.status in TOOL_CALL_FINAL:
         # Created finished (refused, or a built-in run inside the step): one event says
         # it all, as a tool_call.updated would.
-        payload.update(
-            attempt=call.attempt,
-            result=call.result,
-            error=call.error,
-            started_at=iso(call.started_at),
-            finished_at=iso(call.finished_at),
-        )
+        payload.update(attempt=call.attempt, result=call.result, error=call.error)
     return payload

@@ -146,7 +146,7 @@ def run_cancel(
         for name, value in plan.fields.items():
             setattr(run, name, value)
         events.append(NewEvent("run.status_changed", plan.event_payload))
-        run.last_seq = append_events(run.id, events)[-1].seq
+        run.last_seq = append_events(run.id, events, now=now)[-1].seq
     return run
 
 

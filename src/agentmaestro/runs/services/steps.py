@@ -47,7 +47,7 @@ def step_append(
         events = [NewEvent("step.created", step_created_payload(step))]
         if finished is not None:
             events.append(NewEvent("step.updated", step_updated_payload(step, with_payload=False)))
-        append_events(run_id, events)
+        append_events(run_id, events, now=now)
     return step
 
 
@@ -65,11 +65,14 @@ def step_update(
         step.status = status
         if payload is not None:
             step.payload = payload
-        if status is not StepStatus.STARTED:
-            step.finished_at = timezone.now()
+        now = timezone.now()
+        step.finished_at = None if status is StepStatus.STARTED else now
         step.save(update_fields=["status", "payload", "finished_at"])
         append_event(
-            run_id, "step.updated", step_updated_payload(step, with_payload=payload is not None)
+            run_id,
+            "step.updated",
+            step_updated_payload(step, with_payload=payload is not None),
+            now=now,
         )
     return step
 
@@ -85,20 +88,24 @@ def tool_call_create(
 ) -> ToolCall:
     with transaction.atomic():
         AgentRun.objects.filter(id=run_id).update(tool_call_count=F("tool_call_count") + 1)
-        call_id = uuid.uuid4()
+        now = timezone.now()
         call = ToolCall.objects.create(
-            id=call_id,
+            id=uuid.uuid4(),
             run_id=run_id,
             step=step,
             tool_name=tool_name,
             provider_call_id=provider_call_id,
             arguments=arguments,
             status=status,
+            created_at=now,
+            # Created finished, it finished then (tool_call.created's contract).
+            finished_at=now if status in TOOL_CALL_FINAL else None,
         )
         append_event(
             run_id,
             "tool_call.created",
             tool_call_created_payload(call, step.index if step else None),
+            now=now,
         )
     return call
 

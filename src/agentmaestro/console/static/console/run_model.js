@@ -3,6 +3,7 @@
 
 export const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 export const WAITING = new Set(["WAITING_FOR_APPROVAL", "WAITING_FOR_TOOLS", "WAITING_FOR_SUBRUN"]);
+const CALL_FINAL = new Set(["SUCCEEDED", "FAILED", "REJECTED", "CANCELLED"]);
 
 // A model turn announced completed adds its usage to the run's totals (runs/replay.py).
 function addUsage(run, p) {
@@ -29,6 +30,8 @@ export function fromSnapshot(snapshot, positions) {
 export function applyEvent(state, frame) {
   const p = frame.payload || {};
   const run = state.run;
+  // A step's and a new call's times are the event's own (docs/events.md).
+  const at = frame.created_at;
   state.lastSeq = frame.seq;
   switch (frame.event_type) {
     case "run.status_changed":
@@ -51,8 +54,8 @@ export function applyEvent(state, frame) {
         kind: p.kind,
         status: p.status,
         payload: p.payload,
-        created_at: p.created_at,
-        finished_at: p.finished_at || null,
+        created_at: at,
+        finished_at: p.status === "STARTED" ? null : at,
       });
       run.step_count = Math.max(run.step_count, p.index);
       return { run: true, step: p.index };
@@ -61,12 +64,13 @@ export function applyEvent(state, frame) {
       const step = state.steps.get(p.index);
       if (step) {
         step.status = p.status;
-        step.finished_at = p.finished_at;
+        step.finished_at = p.status === "STARTED" ? null : at;
         if (p.payload != null) step.payload = p.payload;
       }
       return { step: p.index };
     }
-    case "tool_call.created":
+    case "tool_call.created": {
+      const finished = CALL_FINAL.has(p.status);
       // A step's calls are created in position order, so this one comes after the others.
       state.calls.set(p.id, {
         position: callsOfStep(state, p.step_index).length,
@@ -81,12 +85,13 @@ export function applyEvent(state, frame) {
         attempt: p.attempt ?? 0,
         result: p.result ?? null,
         error: p.error ?? null,
-        created_at: p.created_at,
-        started_at: p.started_at ?? null,
-        finished_at: p.finished_at ?? null,
+        created_at: at,
+        started_at: finished && p.attempt ? at : null,
+        finished_at: finished ? at : null,
       });
       run.tool_call_count += 1;
       return { run: true, call: p.id, step: p.step_index };
+    }
     case "tool_call.updated": {
       const call = state.calls.get(p.id);
       if (!call) return {};

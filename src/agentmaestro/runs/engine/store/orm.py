@@ -116,7 +116,7 @@ def write_changes(changes: Changes, now: datetime) -> Written:
     for call, step_index in changes.new_calls:
         call.step_id = step_ids[step_index]
     ToolCall.objects.bulk_create([call for call, _ in changes.new_calls])
-    stored = append_events(run.id, changes.events, broadcast=False)
+    stored = append_events(run.id, changes.events, broadcast=False, now=now)
     return Written(
         last_seq=stored[-1].seq if stored else changes.expect_seq,
         events=stored,
