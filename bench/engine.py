@@ -19,10 +19,10 @@ An *iteration* is one model call plus one tool call. Cases (bench/README.md):
     with no Django or Celery between statements.
   SQL statements, round trips, commits, reconnects and Celery messages per iteration come
   from that in-process capture (bench/README.md: how to count the distributed setup's).
-* bytes: relation bytes written per iteration (growth of the data pages of every table
-  involved: heap, TOAST and indexes; not the free space and visibility maps; from before
-  the runs are created), ours vs LangGraph's checkpoint tables, for runs of 5, 10 and 20
-  iterations, and LangGraph's channel blobs before compression.
+* bytes: bytes written per iteration (growth of the bytes in use, pgstattuple's
+  ``table_len - free_space``, of every relation involved: heap, TOAST and indexes; from
+  before the runs are created), ours vs LangGraph's checkpoint tables, for runs of 5, 10
+  and 20 iterations, by relation, and LangGraph's channel blobs before compression.
 * concurrency: 200 and 1,000 concurrent runs of 3 model calls (2 tool turns, then the
   answer) against a model that takes 1 s per call; wall time against the ideal (3 s) and
   the peak of model calls in flight. A local asyncio server speaking the OpenAI
@@ -660,19 +660,29 @@ def floor_side(procs: ProcessPoolExecutor, template: dict[str, Any], run_ids: li
 
 
 def relation_bytes(url: str, tables: Sequence[str]) -> int:
-    """Data pages of ``tables``: each one's heap, its TOAST table and TOAST index, and its
-    indexes (main forks only). The free space and visibility maps are left out: vacuum
-    creates them at moments of its own choosing (24 KB at once), which is noise here, not
-    bytes a run wrote."""
+    """Bytes in use in ``tables``: each one's heap, its TOAST table and TOAST index, and
+    its indexes; live and dead tuples, line pointers and page headers, not free space
+    (``pgstattuple``). The size of the files would not do: PostgreSQL extends a relation
+    by up to 512 empty pages at once when writers wait to extend it, so the files grew by
+    14 KB per iteration in one case and not at all in the next. Without ``pgstattuple``
+    (a contrib extension), the files' main forks."""
     return sum(relation_parts(url, tables).values())
 
 
 def relation_parts(url: str, tables: Sequence[str]) -> dict[str, int]:
     """``relation_bytes`` by part: each table's heap (with its TOAST) and its indexes."""
     with plain(url=url) as conn:
+        exact = conn.execute(
+            "SELECT exists(SELECT 1 FROM pg_extension WHERE extname = 'pgstattuple')"
+        ).fetchone()
+        used = (
+            "(SELECT table_len - free_space FROM pgstattuple(r.oid))"
+            if exact and exact[0]
+            else "pg_relation_size(r.oid, 'main')"
+        )
         rows = conn.execute(
             "SELECT t.relname, r.relkind = 'i' AND r.relname NOT LIKE 'pg_toast%%',"
-            "       sum(pg_relation_size(r.oid, 'main')) FROM pg_class t"
+            f"       sum({used}) FROM pg_class t"
             " JOIN pg_class r ON r.oid = t.oid OR r.oid = t.reltoastrelid"
             "   OR r.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = t.oid"
             "                 OR indrelid = t.reltoastrelid)"
@@ -680,6 +690,20 @@ def relation_parts(url: str, tables: Sequence[str]) -> dict[str, int]:
             (list(tables),),
         ).fetchall()
     return {f"{name}{' indexes' if index else ''}": int(size) for name, index, size in rows}
+
+
+def exact_sizes(*urls: str) -> bool:
+    """Install ``pgstattuple`` where it can be (``relation_bytes``); False if it cannot."""
+    import psycopg
+
+    for url in urls:
+        try:
+            with plain(url=url) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+        except psycopg.Error as exc:
+            log(f"bytes: no pgstattuple ({exc}); measuring the files' sizes instead")
+            return False
+    return True
 
 
 def lg_blob_bytes(url: str) -> int:
@@ -817,6 +841,7 @@ def bytes_phase(
     fx: Fixtures, plan: Plan, procs: ProcessPoolExecutor, results: dict[str, Any]
 ) -> None:
     url, lg_url = os.environ["DATABASE_URL"], os.environ["LANGGRAPH_DATABASE_URL"]
+    results["bytes_exact"] = exact_sizes(url, lg_url)
     poller = Poller()
     for n in (5, 10, 20):
         agent = scripted_agent(fx, n)
