@@ -662,10 +662,11 @@ def floor_side(procs: ProcessPoolExecutor, template: dict[str, Any], run_ids: li
 def relation_bytes(url: str, tables: Sequence[str]) -> int:
     """Bytes in use in ``tables``: each one's heap, its TOAST table and TOAST index, and
     its indexes; live and dead tuples, line pointers and page headers, not free space
-    (``pgstattuple``). The size of the files would not do: PostgreSQL extends a relation
+    (``pgstattuple``; heap pages never written, which it counts as full, are found with
+    ``pageinspect``). The size of the files would not do: PostgreSQL extends a relation
     by up to 512 empty pages at once when writers wait to extend it, so the files grew by
-    14 KB per iteration in one case and not at all in the next. Without ``pgstattuple``
-    (a contrib extension), the files' main forks."""
+    14 KB per iteration in one case and not at all in the next. Without those contrib
+    extensions, the files' main forks."""
     return sum(relation_parts(url, tables).values())
 
 
@@ -673,10 +674,17 @@ def relation_parts(url: str, tables: Sequence[str]) -> dict[str, int]:
     """``relation_bytes`` by part: each table's heap (with its TOAST) and its indexes."""
     with plain(url=url) as conn:
         exact = conn.execute(
-            "SELECT exists(SELECT 1 FROM pg_extension WHERE extname = 'pgstattuple')"
+            "SELECT count(*) = 2 FROM pg_extension"
+            " WHERE extname IN ('pgstattuple', 'pageinspect')"
         ).fetchone()
         used = (
             "(SELECT table_len - free_space FROM pgstattuple(r.oid))"
+            # pgstattuple counts a heap page that was never written (a page added ahead
+            # of need, all zeros) as full; it is free.
+            " - CASE WHEN r.relkind = 'i' THEN 0 ELSE 8192 * (SELECT count(*)"
+            "   FROM generate_series(0, pg_relation_size(r.oid) / 8192 - 1) AS b"
+            "   WHERE (SELECT upper FROM page_header(get_raw_page(r.oid::regclass::text,"
+            "                                                     b::int))) = 0) END"
             if exact and exact[0]
             else "pg_relation_size(r.oid, 'main')"
         )
@@ -693,15 +701,17 @@ def relation_parts(url: str, tables: Sequence[str]) -> dict[str, int]:
 
 
 def exact_sizes(*urls: str) -> bool:
-    """Install ``pgstattuple`` where it can be (``relation_bytes``); False if it cannot."""
+    """Install ``pgstattuple`` and ``pageinspect`` where they can be (``relation_bytes``);
+    False if they cannot."""
     import psycopg
 
     for url in urls:
         try:
             with plain(url=url) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pgstattuple")
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
         except psycopg.Error as exc:
-            log(f"bytes: no pgstattuple ({exc}); measuring the files' sizes instead")
+            log(f"bytes: no pgstattuple/pageinspect ({exc}); measuring the files' sizes instead")
             return False
     return True
 
