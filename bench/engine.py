@@ -674,8 +674,7 @@ def relation_parts(url: str, tables: Sequence[str]) -> dict[str, int]:
     """``relation_bytes`` by part: each table's heap (with its TOAST) and its indexes."""
     with plain(url=url) as conn:
         exact = conn.execute(
-            "SELECT count(*) = 2 FROM pg_extension"
-            " WHERE extname IN ('pgstattuple', 'pageinspect')"
+            "SELECT count(*) = 2 FROM pg_extension WHERE extname IN ('pgstattuple', 'pageinspect')"
         ).fetchone()
         used = (
             "(SELECT table_len - free_space FROM pgstattuple(r.oid))"
