@@ -27,9 +27,10 @@ An *iteration* is one model call plus one tool call. Cases (bench/README.md):
   answer) against a model that takes 1 s per call; wall time against the ideal (3 s) and
   the peak of model calls in flight. A local asyncio server speaking the OpenAI
   chat-completions format if the ``openai`` provider exists, else the scripted provider
-  with ``delay_ms: 1000``. Ticks on one worker, activities on another
-  (``--pool threads --concurrency 1000``; model calls as AGENTMAESTRO_MODEL_CALLS says,
-  by default ``async``: on its event loop). Also the workers' CPU per model call, and,
+  with ``delay_ms: 1000``. Two workers, each on both queues (``--pool threads
+  --concurrency 16``; model calls as AGENTMAESTRO_MODEL_CALLS says, by default ``async``:
+  on each worker's event loop; BENCH_TOPOLOGY=split puts ticks on one worker and
+  activities on the other). Also the workers' CPU per model call, and,
   beside each, the same calls made by the OpenAI SDK alone in one process (no engine, no
   database): what no engine can beat on this machine.
 
@@ -205,9 +206,11 @@ def start_worker(
             env={
                 **os.environ,
                 # (Not under prefork: Celery closes a child's pool after each task.)
+                # Above Celery's threads and the executor's 4 engine threads together
+                # (docs/engine.md, "Running it"), within PostgreSQL's 100 connections.
                 "AGENTMAESTRO_DB_POOL_SIZE": "0"
                 if pool == "prefork"
-                else str(min(concurrency, 20)),
+                else str(min(concurrency + 8, 24)),
                 **env,
             },
             stdout=out,
@@ -1144,26 +1147,40 @@ def concurrency_phase(
     # --model-calls`): AGENTMAESTRO_MODEL_CALLS, here "async" unless it says "threads".
     model_calls = os.environ.get("AGENTMAESTRO_MODEL_CALLS", "async")
     results["concurrency_model_calls"] = model_calls
-    concurrency = int(os.environ.get("BENCH_ACTIVITY_THREADS", "1000"))
     env = {"OPENAI_API_KEY": "bench-not-a-key", "AGENTMAESTRO_MODEL_CALLS": model_calls}
     if server:
         env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{server.port}/v1"
-    workers = [
-        start_worker(tmp, "ticks", "ticks", 8, **env),
-        # BENCH_ACTIVITY_POOL=prefork with BENCH_ACTIVITY_THREADS=2: two processes, each
-        # with its own executor (a deployment that uses both cores for activities).
-        start_worker(
-            tmp,
-            "activities",
-            "activities",
-            concurrency,
-            pool=os.environ.get("BENCH_ACTIVITY_POOL", "threads"),
-            **env,
-        ),
-    ]
+    # How the 2 cores are used (docs/engine.md, "Running it"): by default one worker per
+    # core, each on both queues, so model calls and first steps are spread over two
+    # processes (two GILs). BENCH_TOPOLOGY=split: ticks on one worker, activities on the
+    # other (BENCH_ACTIVITY_POOL=prefork with BENCH_ACTIVITY_THREADS=2: two processes,
+    # each with its own executor). Measured 2026-12-02, three pairs: 200 runs 1.39-1.44x
+    # the ideal against split's 1.63-1.65x; 1,000 runs 4.8-5.6x against 6.2-6.7x.
+    topology = os.environ.get("BENCH_TOPOLOGY", "symmetric")
+    results["concurrency_topology"] = topology
+    if topology == "symmetric":
+        threads = int(os.environ.get("BENCH_ACTIVITY_THREADS", "16"))
+        names = ("w1", "w2")
+        workers = [start_worker(tmp, name, "ticks,activities", threads, **env) for name in names]
+    elif topology == "split":
+        threads = int(os.environ.get("BENCH_ACTIVITY_THREADS", "1000"))
+        names = ("ticks", "activities")
+        workers = [
+            start_worker(tmp, "ticks", "ticks", 8, **env),
+            start_worker(
+                tmp,
+                "activities",
+                "activities",
+                threads,
+                pool=os.environ.get("BENCH_ACTIVITY_POOL", "threads"),
+                **env,
+            ),
+        ]
+    else:
+        raise SystemExit(f"BENCH_TOPOLOGY={topology!r}: expected symmetric or split")
     poller = Poller()
     try:
-        wait_for_workers("ticks", "activities")
+        wait_for_workers(*names)
         start_and_wait(create_runs(agent, fx.user, 5), poller, timeout=60)  # warm-up
         for n in plan.concurrency:
             ids = create_runs(agent, fx.user, n)
@@ -1189,10 +1206,10 @@ def concurrency_phase(
             except RuntimeError as exc:
                 log(f"concurrency {n}: {exc} after {cap:.0f} s (cap)")
                 wall, timed_out = float(cap), True
-            ticks_cpu, activities_cpu = (
+            cpu = [
                 common.process_cpu_seconds(w.pid) - before
                 for w, before in zip(workers, cpu_before, strict=True)
-            )
+            ]
             peak = server.peak if server else model_steps_peak(ids)
             with plain() as conn:
                 done = conn.execute(
@@ -1205,17 +1222,17 @@ def concurrency_phase(
             results[f"wall_timed_out_{n}"] = timed_out
             results[f"runs_completed_{n}"] = done
             results[f"peak_model_calls_in_flight_{n}"] = peak
-            # Worker CPU per model call (3 per run): what decides how many calls one
-            # worker process keeps moving (docs/engine.md, "Model calls in a worker").
-            # The worker's main process only: not its prefork children.
-            results[f"activities_cpu_ms_per_call_{n}"] = round(1000 * activities_cpu / (3 * n), 2)
-            results[f"ticks_cpu_ms_per_run_{n}"] = round(1000 * ticks_cpu / n, 2)
+            # Workers' CPU per model call (3 per run): what decides how many calls the
+            # workers keep moving (docs/engine.md, "Model calls in a worker"). Main
+            # processes only: not prefork children.
+            per_call = 1000 * sum(cpu) / (3 * n)
+            results[f"workers_cpu_ms_per_call_{n}"] = round(per_call, 2)
             timeline = call_timeline(ids, t0, server.latency if server else 1.0)
             results.update({f"{key}_{n}": value for key, value in timeline.items()})
             log(
                 f"concurrency {n}: {'>= ' if timed_out else ''}{wall:.2f} s (ideal 3 s), "
-                f"{done}/{n} completed, peak in flight {peak}, activities worker "
-                f"{1000 * activities_cpu / (3 * n):.1f} ms CPU per model call"
+                f"{done}/{n} completed, peak in flight {peak}, workers "
+                f"{per_call:.1f} ms CPU per model call"
             )
             if timeline:
                 log(
@@ -1230,10 +1247,13 @@ def concurrency_phase(
         poller.conn.close()
         for worker in workers:
             common.stop_process(worker)
-    errors = (tmp / "worker-activities.log").read_text(errors="replace")
-    results["activities_worker_errors"] = errors.count("Traceback")
-    if errors.count("Traceback"):
-        log("activities worker log tail:\n" + "\n".join(errors.splitlines()[-15:]))
+    tracebacks = 0
+    for name in names:
+        errors = (tmp / f"worker-{name}.log").read_text(errors="replace")
+        tracebacks += errors.count("Traceback")
+        if errors.count("Traceback"):
+            log(f"worker {name} log tail:\n" + "\n".join(errors.splitlines()[-15:]))
+    results["worker_errors"] = tracebacks
 
 
 # --- report ----------------------------------------------------------------------------

@@ -9,9 +9,11 @@ from django.core.management.base import BaseCommand, CommandParser
 class Command(BaseCommand):
     help = (
         "Run a Celery worker for the engine. Ticks (short, CPU-light) and activities "
-        "(model and tool calls, slow I/O) are separate queues; run one worker per kind "
-        "in production, e.g. '--queues ticks --pool prefork --concurrency 2' and "
-        "'--queues activities --pool threads --concurrency 16'. On the activities queue, "
+        "(model and tool calls, slow I/O) are separate queues. On a small machine run one "
+        "worker per core on both (the default queues), e.g. '--pool threads --concurrency "
+        "16': a process's Python uses one core at a time (docs/engine.md, 'Running it'); "
+        "a larger deployment can scale them apart, e.g. '--queues ticks --pool prefork' "
+        "and '--queues activities --pool threads --concurrency 16'. On the activities queue, "
         "model calls run as coroutines on one event loop per process (--model-calls "
         "async, the default: up to --max-model-calls in flight, whatever --concurrency "
         "is) or one per Celery thread (--model-calls threads)."
