@@ -19,7 +19,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -104,6 +104,32 @@ def written_context(
     return read_model_context(run_id, min(step_index, first_unwritten))
 
 
+def _message(kind: str, status: str, payload: dict[str, Any]) -> Message | None:
+    """A step's part of the conversation: a completed model turn, or an observation."""
+    if kind == StepKind.MODEL_CALL and status == StepStatus.COMPLETED:
+        return Message("assistant", payload.get("text") or "", tool_calls=requested_calls(payload))
+    if kind == StepKind.OBSERVATION:
+        content = payload.get("result", payload.get("error"))
+        return Message(
+            "tool",
+            json.dumps(content),
+            tool_call_id=payload.get("provider_call_id") or None,
+            name=payload.get("tool_name"),
+        )
+    return None
+
+
+def _history(context: ModelContext) -> list[Message]:
+    """The messages of ``context.steps``. A context carried from step to step (eager
+    continuation appends each step's new steps to it) converts only the steps added
+    since its last request, so a turn's request costs O(new steps), not O(run)."""
+    for kind, status, payload in context.steps[context.history_steps :]:
+        if message := _message(kind, status, payload):
+            context.history.append(message)
+    context.history_steps = len(context.steps)
+    return context.history
+
+
 def build_model_request(
     run_id: uuid.UUID,
     step_index: int,
@@ -118,12 +144,6 @@ def build_model_request(
     """
     if context is None:
         context = written_context(run_id, step_index, unwritten)
-    context = replace(context, steps=[*context.steps])
-    context.steps += [
-        (s.kind, s.status, s.payload)
-        for s in sorted(unwritten, key=lambda s: s.index)
-        if s.index < step_index and s.kind in (StepKind.MODEL_CALL, StepKind.OBSERVATION)
-    ]
     settings: dict[str, Any] = dict(context.model_settings or {})
     messages: list[Message] = []
     if context.system_prompt:
@@ -132,23 +152,11 @@ def build_model_request(
     messages.append(
         Message("user", prompt if isinstance(prompt, str) else json.dumps(context.input))
     )
-    turn = 0
-    for kind, status, payload in context.steps:
-        if kind == StepKind.MODEL_CALL and status == StepStatus.COMPLETED:
-            turn += 1
-            messages.append(
-                Message("assistant", payload.get("text") or "", tool_calls=requested_calls(payload))
-            )
-        elif kind == StepKind.OBSERVATION:
-            content = payload.get("result", payload.get("error"))
-            messages.append(
-                Message(
-                    "tool",
-                    json.dumps(content),
-                    tool_call_id=payload.get("provider_call_id") or None,
-                    name=payload.get("tool_name"),
-                )
-            )
+    messages += _history(context)
+    for s in sorted(unwritten, key=lambda s: s.index):
+        if s.index < step_index and (message := _message(s.kind, s.status, s.payload)):
+            messages.append(message)
+    turn = sum(1 for m in messages if m.role == "assistant")
     policy = context.tool_policy or {}
     tools = tuple(
         ToolSpec(t.name, t.description, t.args_schema)

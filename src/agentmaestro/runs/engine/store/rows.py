@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentmaestro.agents.models import Agent
+from agentmaestro.agents.providers.base import Message
 from agentmaestro.runs.events.types import NewEvent, StoredEvent
 from agentmaestro.runs.models import AgentRun, AgentStep, ToolCall
 from agentmaestro.tools.models import ToolDefinition
@@ -83,3 +84,7 @@ class ModelContext:
     steps: list[tuple[str, str, dict[str, Any]]]
     # The workspace's tools named in the agent's policy.
     tools: list[ToolDefinition]
+    # The conversation messages of steps[:history_steps], kept by the engine's
+    # build_model_request so that a context carried along converts each step once.
+    history: list[Message] = field(default_factory=list)
+    history_steps: int = 0
