@@ -200,8 +200,9 @@ class StepCreatedV2(EventPayload):
 
 
 def _without(*names: str) -> Upcaster:
-    """An upcaster that drops fields: times the event's envelope carries (its
-    ``created_at``), which every writer sets from the same clock reading as the rows."""
+    """An upcaster that drops fields a newer version no longer repeats (derivable from
+    the envelope: its run id, or its ``created_at``, which every writer sets from the
+    same clock reading as the rows)."""
 
     def upcast(payload: Payload) -> Payload:
         return {k: v for k, v in payload.items() if k not in names}
@@ -283,10 +284,8 @@ class ToolCallCreatedV2(EventPayload):
     finished_at: str | None = None
 
 
-@registry.upcaster("tool_call.created", 1)
-def _tool_call_created_v1_to_v2(payload: Payload) -> Payload:
-    # The key was derived from the run and call ids, which readers have anyway.
-    return {k: v for k, v in payload.items() if k != "idempotency_key"}
+# The key is derived from the run and call ids, which readers have anyway.
+registry.upcaster("tool_call.created", 1)(_without("idempotency_key"))
 
 
 @registry.contract(
