@@ -1154,8 +1154,9 @@ def concurrency_phase(
     # core, each on both queues, so model calls and first steps are spread over two
     # processes (two GILs). BENCH_TOPOLOGY=split: ticks on one worker, activities on the
     # other (BENCH_ACTIVITY_POOL=prefork with BENCH_ACTIVITY_THREADS=2: two processes,
-    # each with its own executor). Measured 2026-12-02, five interleaved pairs: 200 runs
-    # 1.38-1.54x the ideal against split's 1.63-1.82x; 1,000 runs 4.9-5.3x against 6.2-7.3x.
+    # each with its own executor). Measured 2026-12-02, the two run alternately (seven
+    # runs): 200 runs 1.38-1.52x the ideal against split's 1.65-1.82x; 1,000 runs
+    # 4.9-5.5x against 6.2-7.3x.
     topology = os.environ.get("BENCH_TOPOLOGY", "symmetric")
     results["concurrency_topology"] = topology
     if topology == "symmetric":
