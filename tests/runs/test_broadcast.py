@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -35,21 +34,42 @@ class Listener:
     async def _main(self) -> None:
         layer = get_channel_layer()
         name = await layer.new_channel()
+        # One receive at a time, never cancelled until the end: cancelling a pending
+        # receive (a timeout around it) can lose a message that was arriving just then.
+        pending = asyncio.ensure_future(layer.receive(name))
+
+        async def next_message(timeout: float) -> dict[str, Any] | None:
+            nonlocal pending
+            done, _ = await asyncio.wait({pending}, timeout=timeout)
+            if not done:
+                return None
+            message: dict[str, Any] = pending.result()
+            pending = asyncio.ensure_future(layer.receive(name))
+            return message
+
         for group in self.groups:
             await layer.group_add(group, name)
             # group_add returns before Redis has applied the SUBSCRIBE: wait for a probe
             # to come back, or the first broadcast of a test could race the subscription.
-            while True:
-                await layer.group_send(group, {"type": "probe"})
-                with contextlib.suppress(TimeoutError):
-                    if (await asyncio.wait_for(layer.receive(name), 0.2))["type"] == "probe":
-                        break
+            # The probe goes out through the broadcaster, the way the tests' events do:
+            # once it is back, the publisher is sending (not backing off after a failure
+            # an earlier test caused, such as a Redis restart, which drops what it is
+            # given), and whatever it had queued before (the run's creation) has gone
+            # out ahead of it, in order, and is not taken for a test's broadcast.
+            probe = {"type": "probe", "group": group}
+            broadcaster.publish([(group, probe)])
+            waited = 0.0
+            while (message := await next_message(0.1)) != probe:
+                waited += 0.1
+                if message is None and waited >= 0.5:
+                    broadcaster.publish([(group, probe)])
+                    waited = 0.0
         self.ready.set()
         while not self.stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                message = await asyncio.wait_for(layer.receive(name), 0.1)
-                if message["type"] != "probe":
-                    self.messages.append(message)
+            message = await next_message(0.1)
+            if message is not None and message["type"] != "probe":
+                self.messages.append(message)
+        pending.cancel()
         for group in self.groups:
             await layer.group_discard(group, name)
 
